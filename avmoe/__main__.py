@@ -1,0 +1,5 @@
+import sys
+
+from avmoe.cli import main
+
+sys.exit(main())

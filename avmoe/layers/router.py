@@ -1,0 +1,51 @@
+"""The router: one soft decision per frame over the experts of a mixture."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Router(nn.Module):
+    """Mean-pooled own tokens and projected other tokens, concatenated -> MLP -> softmax over experts.
+
+    Args:
+        dim: channels C of this stream; the MLP input is 2C.
+        num_experts: E, cross-modal experts first, then unimodal (official order).
+        hidden: MLP widths (official: 128, 32, with ReLU between).
+        temperature: divides the logits before the softmax.
+        noise_std: Gaussian noise added to the logits in training mode only (official AVS: 0.01).
+        top_k: in eval mode keep the k largest weights and renormalise; 0 keeps the dense mixture.
+    """
+
+    def __init__(self, dim: int, num_experts: int, hidden: tuple[int, ...] = (128, 32), temperature: float = 1.0,
+                 noise_std: float = 0.0, top_k: int = 0) -> None:
+        super().__init__()
+        if top_k > num_experts:
+            raise ValueError(f"top_k={top_k} exceeds num_experts={num_experts}; lower top_k")
+        layers: list[nn.Module] = []
+        width = 2 * dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, num_experts))
+        self.mlp = nn.Sequential(*layers)
+        self.temperature = temperature
+        self.noise_std = noise_std
+        self.top_k = top_k
+
+    def forward(self, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """own, other: [B, N, C] -> routing weights [B, E] that sum to 1."""
+        logits = self.mlp(torch.cat([own.mean(dim=1), other.mean(dim=1)], dim=-1))
+        if self.training and self.noise_std > 0:
+            logits = logits + self.noise_std * torch.randn_like(logits)
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        if not self.training and 0 < self.top_k < probs.shape[-1]:
+            probs = keep_top_k(probs, self.top_k)
+        return probs
+
+
+def keep_top_k(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """Zero all but the k largest weights of each row and renormalise to sum 1."""
+    top = probs.topk(k, dim=-1)
+    kept = torch.zeros_like(probs).scatter(-1, top.indices, top.values)
+    return kept / kept.sum(dim=-1, keepdim=True)
