@@ -10,6 +10,9 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("avmoe.info", "build a preset on the meta device and print its parameters by part"),
     "make-data": ("avmoe.data.synthetic.make_data", "render scene-world clips (mp4 + labels JSON)"),
+    "pretrain": ("avmoe.pretrain", "train a tiny backbone on its own modality, then freeze it"),
+    "train": ("avmoe.train", "train a task model (one process, or DDP under torchrun)"),
+    "eval": ("avmoe.evaluate", "evaluate a model directory under input conditions"),
 }
 
 

@@ -74,6 +74,7 @@ class ModelConfig:
     sample_rate: int = 32000
     frame_size: int = 96  # frames are resized to this side before the visual backbone
     classes: list[str] = field(default_factory=list)  # label names (events or answers), stored for inference
+    question_words: list[str] = field(default_factory=list)  # AVQA question vocabulary, stored for inference
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
