@@ -87,7 +87,7 @@ def htsat_tiny(**kw: Any) -> Backbone:
     """The shipped default's audio encoder: a small HTS-AT on a 64x64 log-mel image (16, 8, 4, 2 token grids)."""
     from avmoe.backbones.htsat import HTSAT
     return HTSAT(**_merge(dict(spec_size=64, embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8),
-                               window_size=4, tile_seconds=0.0), kw))
+                               window_size=4, tile_seconds=0.0, num_classes=1), kw))
 
 
 @register_backbone("ast")

@@ -20,22 +20,22 @@ class _ImageInput(Backbone):
 
     modality = "visual"
 
-    def __init__(self, img_size: int) -> None:
+    def __init__(self, img_size: int | tuple[int, int]) -> None:
         super().__init__()
-        self.img_size = img_size
+        self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)  # (height, width)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != (self.img_size, self.img_size):
-            x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bicubic", align_corners=False)
+        if x.shape[-2:] != self.img_size:
+            x = F.interpolate(x, size=self.img_size, mode="bicubic", align_corners=False)
         return (x - self.mean) / self.std
 
 
 class TimmSwinV2(_ImageInput):
     """timm SwinTransformerV2; its blocks are residual post-norm: x + dp(norm1(attn(x))), x + dp(norm2(mlp(x)))."""
 
-    def __init__(self, model_name: str, img_size: int, **kwargs: Any) -> None:
+    def __init__(self, model_name: str, img_size: int | tuple[int, int], **kwargs: Any) -> None:
         super().__init__(img_size)
         self.net = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=img_size, **kwargs)
         self.stages = tuple(
@@ -71,7 +71,7 @@ class TimmSwinV2(_ImageInput):
 class TimmViT(_ImageInput):
     """timm VisionTransformer as one stage of pre-norm blocks: x + ls1(attn(norm1(x))), x + ls2(mlp(norm2(x)))."""
 
-    def __init__(self, model_name: str, img_size: int, in_chans: int = 3, **kwargs: Any) -> None:
+    def __init__(self, model_name: str, img_size: int | tuple[int, int], in_chans: int = 3, **kwargs: Any) -> None:
         super().__init__(img_size)
         self.net = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=img_size,
                                      in_chans=in_chans, **kwargs)

@@ -1,0 +1,129 @@
+"""Pretrain a tiny backbone on its own modality of the scene data, then store it frozen for every task model.
+
+`python -m avmoe pretrain --modality visual --world stamps --out assets/backbones` trains the preset's visual
+backbone (plus a linear classifier that is thrown away) to name the classes visible in each second; `--modality audio`
+does the same for the classes heard. This stands in for the paper's ImageNet/AudioSet pretraining.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import DataLoader
+
+from avmoe.backbones import build_backbone
+from avmoe.config import get_preset, list_presets
+from avmoe.data.tasks import DataSpec, open_task_data
+from avmoe.train import EpochOrder, lr_at, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+class _Probe(nn.Module):
+    """Backbone + linear classifier over its pooled per-frame features."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.classifier = nn.Linear(backbone.stages[-1].dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.backbone(x))
+
+
+def _frames_and_targets(clips: list, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flatten a list of clips into per-second inputs and multi-hot class targets of one modality."""
+    x = torch.cat([c.frames if modality == "visual" else c.audio for c in clips])
+    y = torch.cat([torch.as_tensor(c.labels["avvp"][modality]).float() for c in clips])
+    return x, y
+
+
+@torch.no_grad()
+def _score(model: _Probe, loader: DataLoader, modality: str) -> dict[str, float]:
+    """Per-second top-1 accuracy (top class among the present ones) and micro F1 at 0.5."""
+    model.eval()
+    hits = seconds = tp = fp = fn = 0
+    for clips in loader:
+        x, y = _frames_and_targets(clips, modality)
+        logits = model(x)
+        present = y.sum(-1) > 0
+        top = logits.argmax(-1)
+        hits += int(y[torch.arange(len(y)), top][present].sum())
+        seconds += int(present.sum())
+        pred = logits.sigmoid() > 0.5
+        tp += int((pred & (y > 0)).sum())
+        fp += int((pred & (y == 0)).sum())
+        fn += int((~pred & (y > 0)).sum())
+    return {"top1": 100.0 * hits / max(1, seconds), "f1": 100.0 * 2 * tp / max(1, 2 * tp + fp + fn)}
+
+
+def pretrain(modality: str, world: str, out: Path, preset: str = "tiny-ave", sizes: tuple[int, int] = (1500, 200),
+             epochs: int = 8, batch_size: int = 8, lr: float = 2e-3, seed: int = 0, workers: int = 2) -> dict[str, Any]:
+    """Train and save `<out>/<modality>.safetensors` plus a JSON card; returns the card."""
+    seed_everything(seed)
+    cfg = get_preset(preset)
+    bcfg = cfg.visual if modality == "visual" else cfg.audio
+    data = open_task_data(DataSpec("avvp", world=world, sizes=(sizes[0], sizes[1], 0)), cfg.frame_size,
+                          cfg.sample_rate, cfg.segments, splits=("train", "val"))
+    model = _Probe(build_backbone(bcfg), len(data.classes))
+    order = EpochOrder(len(data.splits["train"]), seed)
+    loader = DataLoader(data.splits["train"], batch_size=batch_size, sampler=order, collate_fn=list,
+                        num_workers=workers, drop_last=True, persistent_workers=workers > 0)
+    val_loader = DataLoader(data.splits["val"], batch_size=batch_size, collate_fn=list, num_workers=workers)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    total, step, started = epochs * len(loader), 0, time.time()
+    history = []
+    for epoch in range(epochs):
+        order.set_epoch(epoch)
+        model.train()
+        for clips in loader:
+            x, y = _frames_and_targets(clips, modality)
+            loss = nn.functional.binary_cross_entropy_with_logits(model(x), y)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total, lr, 0.05)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+        val = _score(model, val_loader, modality)
+        history.append({"epoch": epoch + 1, "loss": float(loss), **val})
+        log.info("pretrain %s epoch %d loss %.4f val top1 %.1f f1 %.1f", modality, epoch + 1, float(loss),
+                 val["top1"], val["f1"])
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.backbone.weights_module().state_dict().items()}
+    save_file(state, str(out / f"{modality}.safetensors"), metadata={"backbone": bcfg.name, "world": world})
+    card = {"command": "python -m avmoe " + " ".join(sys.argv[1:]), "backbone": bcfg.name,
+            "kwargs": bcfg.kwargs, "world": world, "sizes": list(sizes), "epochs": epochs, "seed": seed,
+            "classes": data.classes, "validation": history[-1], "history": history,
+            "train_seconds": round(time.time() - started, 1), "attribution": data.attribution}
+    (out / f"{modality}.json").write_text(json.dumps(card, indent=2))
+    return card
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--modality", required=True, choices=("visual", "audio"))
+    parser.add_argument("--world", required=True, help="scene world (shapes, stamps)")
+    parser.add_argument("--out", default="assets/backbones")
+    parser.add_argument("--preset", default="tiny-ave", choices=list_presets(),
+                        help="the preset whose backbone architecture is trained")
+    parser.add_argument("--sizes", type=int, nargs=2, default=(1500, 200), metavar=("TRAIN", "VAL"))
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+
+
+def run(args: argparse.Namespace) -> int:
+    card = pretrain(args.modality, args.world, Path(args.out), args.preset, tuple(args.sizes), args.epochs,
+                    args.batch_size, args.lr, args.seed, args.workers)
+    print(json.dumps({k: card[k] for k in ("backbone", "validation", "train_seconds")}, indent=2))
+    return 0
