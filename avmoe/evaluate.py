@@ -20,7 +20,7 @@ class ConditionedClips(Dataset):
 
     def __init__(self, clips: Dataset, condition: str, seed: int = 0) -> None:
         self.clips, self.condition, self.seed = clips, parse_condition(condition), seed
-        self.needs_other = "mismatch" in condition
+        self.needs_other = self.condition.needs_other
 
     def __len__(self) -> int:
         return len(self.clips)

@@ -60,6 +60,7 @@ class TrainConfig:
     workers: int = 2
     max_steps: int = 0  # stop after this many optimizer steps (0 = all epochs); for smoke tests
     save_every: int = 0  # also write last.pt every N optimizer steps (0 = once per epoch)
+    pause_after: int = 0  # stop after this many optimizer steps as if interrupted (resume later with --resume)
     eval_test: bool = True
     conditions: tuple[str, ...] = EVAL_CONDITIONS
 
@@ -94,6 +95,19 @@ class EpochOrder(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+def modality_dropout(frames: torch.Tensor, audio: torch.Tensor, p: float,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per clip, with probability p drop one modality (audio or visual, equally likely), via data.corrupt."""
+    g = torch.Generator().manual_seed(seed)
+    r = torch.rand(frames.shape[0], generator=g)
+    frames, audio = frames.clone(), audio.clone()
+    for picked, condition in ((r < p / 2, "visual-only"), ((r >= p / 2) & (r < p), "audio-only")):
+        if picked.any():
+            idx = picked.nonzero().flatten().to(frames.device)
+            frames[idx], audio[idx], _, _ = apply_to_batch(frames[idx], audio[idx], condition, seed)
+    return frames, audio
 
 
 def _distributed() -> tuple[int, int, torch.device]:
@@ -146,7 +160,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     sampler = DistributedSampler(train_set, world, rank, seed=cfg.seed) if world > 1 else EpochOrder(
         len(train_set), cfg.seed)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
-                        num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
+                        num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG for the model
     params = model.trainable_parameters()
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -191,10 +206,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 continue  # resuming mid-epoch: these batches were already trained on
             batch = _to(batch, device)
             if cfg.modality_dropout > 0:
-                g = torch.Generator().manual_seed(cfg.seed * 7919 + state["step"] * 31 + i)
-                batch["frames"], batch["audio"], _ = apply_to_batch(
-                    batch["frames"], batch["audio"], "dropout", seed=int(torch.randint(2**31, (1,), generator=g)),
-                    p=cfg.modality_dropout)
+                batch["frames"], batch["audio"] = modality_dropout(
+                    batch["frames"], batch["audio"], cfg.modality_dropout, seed=cfg.seed * 7919 + epoch * 100003 + i)
             with autocast:
                 result = net(batch)
                 losses = model.loss(result, batch)
@@ -209,19 +222,24 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
-            loss = float(losses["loss"])
+            loss = float(losses["loss"].detach())
             if bar is not None:
                 bar.update(cfg.accum)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
             if writer is not None:
                 for name, value in losses.items():
-                    writer.add_scalar(f"train/{name}", float(value), state["step"])
+                    writer.add_scalar(f"train/{name}", float(value.detach()), state["step"])
                 writer.add_scalar("train/lr", lr, state["step"])
             if log_csv and state["step"] % 10 == 0:
                 log_csv.writerow([round(time.time() - started, 1), epoch, state["step"], round(loss, 5), lr,
                                   "train", "loss", round(loss, 5)])
             if cfg.save_every and state["step"] % cfg.save_every == 0:
                 save_last()
+            if cfg.pause_after and state["step"] >= cfg.pause_after:
+                save_last()
+                if bar is not None:
+                    bar.close()
+                return {"paused_at_step": state["step"]}
             if state["step"] >= total:
                 done = True
                 break
@@ -236,7 +254,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             log.info("epoch %d val %s = %.2f", epoch + 1, PRIMARY[preset.task], score)
             for name, value in val.items():
                 if isinstance(value, float):
-                    writer.add_scalar(f"val/{name}", value, state["step"]) if writer else None
+                    if writer is not None:
+                        writer.add_scalar(f"val/{name}", value, state["step"])
                     log_csv.writerow([round(time.time() - started, 1), epoch + 1, state["step"], "", "", "val",
                                       name, round(value, 4)])
             if score > state["best"]:
@@ -307,7 +326,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model-config override, e.g. adapter.num_cma=2 or router.temperature=2.0")
     parser.add_argument("--backbones", help="folder of pretrained frozen backbones (visual/audio.safetensors)")
     parser.add_argument("--modality-dropout", type=float, default=d.modality_dropout)
-    for name in ("epochs", "batch_size", "accum", "seed", "workers", "max_steps", "save_every"):
+    for name in ("epochs", "batch_size", "accum", "seed", "workers", "max_steps", "save_every", "pause_after"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     for name in ("lr", "weight_decay", "warmup", "grad_clip"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
@@ -337,7 +356,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        modality_dropout=args.modality_dropout, epochs=args.epochs, batch_size=args.batch_size,
                        accum=args.accum, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
                        grad_clip=args.grad_clip, seed=args.seed, bf16=args.bf16, workers=args.workers,
-                       max_steps=args.max_steps, save_every=args.save_every, eval_test=not args.no_test)
+                       max_steps=args.max_steps, save_every=args.save_every, pause_after=args.pause_after,
+                       eval_test=not args.no_test)
 
 
 def run(args: argparse.Namespace) -> int:

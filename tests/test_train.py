@@ -1,0 +1,72 @@
+"""Integration: a few training steps on the shapes world, checkpoints, exact resume, and evaluation."""
+import json
+
+import pytest
+import torch
+
+import avmoe
+from avmoe.train import TrainConfig, lr_at, modality_dropout, train
+
+SMALL = dict(preset="tiny-ave", world="shapes", sizes=(8, 4, 4), epochs=2, batch_size=2, accum=2, workers=0,
+             lr=3e-3, seed=5, overrides={"segments": 3})
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    result = train(TrainConfig(out=str(out), conditions=("av", "visual-only"), **SMALL))
+    return out, result
+
+
+def test_a_run_writes_model_card_logs_and_checkpoints(full_run):
+    out, result = full_run
+    assert result["steps"] == 4  # 8 clips / batch 2 = 4 batches, accumulated by 2 -> 2 steps per epoch
+    for name in ("last.pt", "log.csv", "card.json", "best/model.safetensors", "best/config.json"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "card.json").read_text())
+    assert set(card["test"]) == {"av", "visual-only"}
+    assert 0.0 <= card["test"]["av"]["accuracy"] <= 100.0
+    assert card["data"]["world"] == "shapes"
+    model = avmoe.load(out / "best")
+    assert model.cfg.classes and model.cfg.head.num_classes == len(model.cfg.classes)
+
+
+def test_training_changes_adapters_but_no_backbone_weight_or_statistic(full_run):
+    out, _ = full_run
+    trained = avmoe.load(out / "best")
+    fresh = avmoe.build_model(trained.cfg)  # same config, untrained: its gates are still zero
+    t, f = trained.state_dict(), fresh.state_dict()
+    backbone = [k for k in t if k.startswith(("encoder.visual.", "encoder.audio."))]
+    assert any("bn0.running_mean" in k for k in backbone)  # HTS-AT's BatchNorm statistics are among them
+    stored = avmoe.checkpoint.read_state_dict(out / "best" / "model.safetensors")
+    ckpt = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert not any(k.startswith(("encoder.visual.", "encoder.audio.")) for k in ckpt)
+    for k in backbone:
+        torch.testing.assert_close(stored[k], t[k])
+    assert any(not torch.equal(t[k], f[k]) for k in t if "adapters" in k and k.endswith("gate"))
+
+
+def test_resume_after_a_pause_gives_the_same_weights(full_run, tmp_path):
+    out, _ = full_run
+    paused = train(TrainConfig(out=str(tmp_path), pause_after=3, eval_test=False, **SMALL))
+    assert paused == {"paused_at_step": 3}
+    train(TrainConfig(out=str(tmp_path), eval_test=False, **SMALL), resume=True)
+    a = torch.load(out / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=0, rtol=0)
+
+
+def test_schedule_and_modality_dropout():
+    assert lr_at(0, 100, 1.0, 0.1) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, 0.1) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 0.1) == pytest.approx(0.0, abs=1e-12)
+    frames, audio = torch.rand(64, 2, 3, 8, 8), torch.randn(64, 2, 100)
+    f, a = modality_dropout(frames, audio, 0.5, seed=1)
+    no_audio = (a.abs().sum((1, 2)) == 0)
+    changed_frames = (f != frames).flatten(1).any(1)
+    assert 5 < int(no_audio.sum()) < 27 and 5 < int(changed_frames.sum()) < 27
+    assert not (no_audio & changed_frames).any()  # one modality at most per clip
+    f2, a2 = modality_dropout(frames, audio, 0.5, seed=1)
+    assert torch.equal(f, f2) and torch.equal(a, a2)
