@@ -100,3 +100,18 @@ def test_model_directory_errors(tmp_path):
     cfg.save(tmp_path / "m" / "config.json")
     with pytest.raises(CheckpointError, match="does not fit its config"):
         avmoe.load(tmp_path / "m")
+
+
+def test_official_htsat_checkpoint_layout_loads_with_prefix_and_front_end_keys(tmp_path):
+    from avmoe.backbones.htsat import OFFICIAL_SKIPPED_KEYS
+
+    source = build_backbone(BackboneConfig("htsat-tiny"))
+    state = {"sed_model." + k: v for k, v in source.weights_module().state_dict().items()}
+    for k in OFFICIAL_SKIPPED_KEYS:  # the official file also stores torchlibrosa's fixed STFT/mel kernels
+        state["sed_model." + k] = torch.zeros(1)
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "HTSAT_tiny.ckpt")
+    target = build_backbone(BackboneConfig("htsat-tiny"))
+    report = load_backbone_weights(target, tmp_path / "HTSAT_tiny.ckpt")
+    assert report.missing == [] and report.unexpected == []
+    x = 0.1 * torch.randn(2, 32000)
+    torch.testing.assert_close(target.eval()(x), source.eval()(x))

@@ -119,3 +119,24 @@ def test_pairing_follows_the_paper():
 def test_interp_token_map_has_no_token_parameters():
     model = AVMoEModel(get_preset("tiny-ave", **{"adapter.token_map": "interp"}))
     assert not any(".token_map.tokens." in k for k in model.state_dict())
+
+
+def test_a_training_step_changes_no_backbone_weight_or_statistic():
+    from avmoe.model import build_model
+
+    model = build_model("tiny-ave", segments=T)
+    frames, audio = _inputs(model.cfg)
+    batch = {"frames": frames, "audio": audio, "ave": torch.tensor([[0, 0, -1], [2, -1, 2]])}
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("encoder.visual", "encoder.audio"))}
+    assert any("running_mean" in k for k in frozen)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    model.train()
+    for _ in range(2):
+        loss = model.loss(model(batch), batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = model.state_dict()
+    for k, v in frozen.items():
+        assert torch.equal(after[k], v), k
+    assert any(float(p.abs().sum()) > 0 for n, p in model.named_parameters() if n.endswith(".gate"))
