@@ -27,15 +27,12 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 import avmoe
 from avmoe.config import apply_overrides, get_preset, list_presets
-from avmoe.data.corrupt import apply_to_batch
+from avmoe.data.corrupt import CONDITIONS, apply_to_batch
 from avmoe.data.tasks import Collate, DataSpec, TaskData, open_task_data
 from avmoe.evaluate import PRIMARY, evaluate
 from avmoe.model import TaskModel
 
 log = logging.getLogger(__name__)
-
-EVAL_CONDITIONS = ("av", "visual-only", "audio-only", "mismatched", "audio-noise:0", "visual-noise:0")
-
 
 @dataclass
 class TrainConfig:
@@ -62,7 +59,7 @@ class TrainConfig:
     save_every: int = 0  # also write last.pt every N optimizer steps (0 = once per epoch)
     pause_after: int = 0  # stop after this many optimizer steps as if interrupted (resume later with --resume)
     eval_test: bool = True
-    conditions: tuple[str, ...] = EVAL_CONDITIONS
+    conditions: tuple[str, ...] = CONDITIONS  # the test split is evaluated under each
 
 
 def lr_at(step: int, total: int, base: float, warmup: float) -> float:

@@ -53,16 +53,16 @@ class MediaLimits:
     """Bounds that keep decoding cheap and reject absurd inputs (uploads in the app, stray files in datasets)."""
 
     max_duration_s: float = 600.0  # longest file accepted, seconds
-    max_width: int = 3840  # longest frame side accepted (either orientation), pixels
-    max_height: int = 2160  # shortest frame side accepted (either orientation), pixels
+    max_width: int = 3840  # frame size limit, width x height in pixels; a frame that fits turned sideways passes
+    max_height: int = 2160
     max_file_bytes: int = 500_000_000  # largest file accepted, bytes
 
 
 def probe(path: str | os.PathLike) -> dict:
     """Describe a media file without decoding it: duration (s), width, height, fps, has_audio, audio_rate, channels.
 
-    Also has_video and video_duration (s of the video stream, 0 when there is none). Raises MediaError for files
-    that are empty or not readable media.
+    Also has_video and video_duration (s of the video stream). Durations are None where the file does not say, as
+    in browser recordings. Raises MediaError for files that are empty or not readable media.
     """
     with _open(Path(path)) as container:
         return _describe(container)
@@ -87,9 +87,9 @@ def decode_clip(
         limits: bounds on file size, duration and resolution (MediaLimits() when None).
 
     Returns a Clip with frames [T,3,H,W] float in [0,1] and audio [T, sample_rate]. Segments past the end of the
-    video repeat its last frame and hold silence; meta has "source", "start", "duration" (s of video) and
-    "padded_segments" (segments whose centre lies past the end). A file with no audio stream gives silence with
-    audio_missing=True.
+    video repeat its last frame and hold silence; meta has "source", "start", "duration" (s of video; None when the
+    file does not say and decoding stopped before its end) and "padded_segments" (segments whose centre lies past the
+    end). A file with no audio stream gives silence with audio_missing=True.
     """
     if segments < 1:
         raise ValueError(f"segments={segments} must be at least 1")
@@ -104,18 +104,20 @@ def decode_clip(
         info = _describe(container)
         _check_limits(path, info, limits)
         duration = info["video_duration"]
-        if start >= duration:
-            raise MediaError(f"start={start:.2f} s is beyond the end of {path} ({duration:.2f} s of video); "
-                             f"use a start below {duration:.2f}")
+        _check_start(path, start, duration)
         origin = container.start_time / av.time_base if container.start_time is not None else 0.0
         centres = [origin + start + i + 0.5 for i in range(segments)]
-        frames = _read_frames(container, _video_stream(container), centres, width, height, origin + duration)
+        stated_end = origin + duration if duration is not None else math.inf
+        frames, seen_end = _read_frames(container, _video_stream(container), centres, width, height, stated_end)
+        if duration is None:  # the file did not say: measure it where decoding reached the end
+            duration = seen_end - origin if math.isfinite(seen_end) else None
+            _check_start(path, start, duration)
         audio_stream = container.streams.audio[0] if container.streams.audio else None
         if audio_stream is None:
             audio = np.zeros(segments * sample_rate, dtype=np.float32)
         else:
             audio = _read_audio(container, audio_stream, origin + start, segments, sample_rate)
-    real = min(segments, max(0, math.ceil(duration - start - 0.5)))
+    real = segments if duration is None else min(segments, max(0, math.ceil(duration - start - 0.5)))
     audio[real * sample_rate:] = 0.0  # padded segments are silent, even where an audio stream runs on (AAC padding)
     return Clip(
         frames=torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0),
@@ -219,10 +221,10 @@ def _unreadable(path: Path, reason: str) -> str:
 
 
 def _describe(container: av.container.InputContainer) -> dict:
-    duration = container.duration / av.time_base if container.duration else 0.0
+    duration = container.duration / av.time_base if container.duration else None
     video = _video_stream(container)
     audio = container.streams.audio[0] if container.streams.audio else None
-    info = {"duration": duration, "has_video": video is not None, "video_duration": 0.0, "width": 0, "height": 0,
+    info = {"duration": duration, "has_video": video is not None, "video_duration": None, "width": 0, "height": 0,
             "fps": 0.0, "has_audio": audio is not None, "audio_rate": 0, "channels": 0}
     if video is not None:
         rate = video.average_rate or video.guessed_rate or video.base_rate
@@ -243,7 +245,7 @@ def _video_stream(container: av.container.InputContainer) -> av.video.stream.Vid
 def _check_limits(path: Path, info: dict, limits: MediaLimits) -> None:
     if not info["has_video"]:
         raise MediaError(f"{path} has no video stream (an audio-only file?); a video is needed")
-    if info["duration"] > limits.max_duration_s:
+    if info["duration"] is not None and info["duration"] > limits.max_duration_s:
         raise MediaError(f"{path} lasts {info['duration']:.0f} s, over the {limits.max_duration_s:.0f} s limit; "
                          f"trim it first")
     # Compare long side with long side so portrait phone videos pass the same limit as landscape ones.
@@ -253,6 +255,12 @@ def _check_limits(path: Path, info: dict, limits: MediaLimits) -> None:
                          f"{limits.max_height} limit; downscale it first")
 
 
+def _check_start(path: Path, start: float, duration: float | None) -> None:
+    if duration is not None and start >= duration:
+        raise MediaError(f"start={start:.2f} s is beyond the end of {path} ({duration:.2f} s of video); "
+                         f"use a start below {duration:.2f}")
+
+
 def _frame_hw(frame_size: int | tuple[int, int]) -> tuple[int, int]:
     height, width = (frame_size, frame_size) if isinstance(frame_size, int) else tuple(frame_size)
     if height < 1 or width < 1:
@@ -260,8 +268,10 @@ def _frame_hw(frame_size: int | tuple[int, int]) -> tuple[int, int]:
     return height, width
 
 
-def _read_frames(container, video, centres: list[float], width: int, height: int, end: float) -> np.ndarray:
-    """The frame nearest each centre time (ties go to the earlier frame), RGB uint8 [T, H, W, 3].
+def _read_frames(container, video, centres: list[float], width: int, height: int,
+                 end: float) -> tuple[np.ndarray, float]:
+    """The frame nearest each centre time (ties go to the earlier frame), RGB uint8 [T, H, W, 3], and the time the
+    last frame ends if decoding reached it (else inf). `end` is where the file says the video ends.
 
     Decodes only what it must: it jumps to a keyframe when one lies between the last decoded frame and the next
     centre, and it skips non-reference frames that are not near any centre.
@@ -293,17 +303,18 @@ def _read_frames(container, video, centres: list[float], width: int, height: int
             else:  # past the last frame: repeat it
                 nearest = cur or prev
             if nearest is None:
-                raise MediaError(f"{container.name}: no video frame could be decoded; it is truncated or corrupt")
+                raise MediaError(f"{container.name}: no video frame could be decoded from {centre - 0.5:.2f} s; the "
+                                 f"start is beyond the end, or the file is truncated or corrupt")
             chosen.append(_to_rgb(nearest[0], width, height))
     except av.FFmpegError as err:
         raise MediaError(f"{container.name}: video data is corrupt or truncated ({err})") from err
     last = (cur or prev)[1]
-    if exhausted and last < min(centres[-1], end) - 2.0 / fps:
+    if exhausted and math.isfinite(end) and last < min(centres[-1], end) - 2.0 / fps:
         if last < min(centres[-1], end) - _TRUNCATION_SLACK_S:
             raise MediaError(f"{container.name} appears truncated: its video stream says it lasts until {end:.2f} s "
                              f"but the data ends at {last:.2f} s")
         log.warning("%s: video data ends at %.2f s, before the stated %.2f s", container.name, last, end)
-    return np.stack(chosen)
+    return np.stack(chosen), last + 1.0 / fps if exhausted else math.inf
 
 
 def _decode(container, video, centres: list[float], margin: float, step: float):
@@ -341,32 +352,35 @@ def _read_audio(container, stream, start: float, segments: int, sample_rate: int
     """Mono float32 audio of [start, start + segments) at sample_rate; silence where the stream has none."""
     total = segments * sample_rate
     container.seek(max(0, int((start - _AUDIO_PREROLL_S) / stream.time_base)), stream=stream)
-    resampler = av.AudioResampler(format="fltp", rate=sample_rate)  # keep the layout; downmix below
     chunks: list[np.ndarray] = []
     first = None  # index, relative to the window start, of the first resampled sample
     have = 0
     try:
-        for packet in container.demux(stream):
-            for frame in packet.decode():
-                for out in resampler.resample(frame):
-                    if first is None:
-                        first = round((out.time - start) * sample_rate) if out.pts is not None else 0
-                    chunks.append(out.to_ndarray().mean(axis=0))
-                    have += out.samples
-            if first is not None and first + have >= total:
+        for out in _resampled(container, stream, sample_rate):
+            if first is None:
+                first = round((out.time - start) * sample_rate) if out.pts is not None else 0
+            chunks.append(out.to_ndarray().mean(axis=0))  # [channels, samples] -> mono
+            have += out.samples
+            if first + have >= total:
                 break
-        else:
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().mean(axis=0))
     except av.FFmpegError as err:
         raise MediaError(f"{container.name}: audio data is corrupt or truncated ({err})") from err
     window = np.zeros(total, dtype=np.float32)
     if chunks:
-        samples = np.concatenate(chunks).astype(np.float32, copy=False)
-        lo = max(0, -first)
-        samples = samples[lo:lo + total - max(first, 0)]
-        window[max(first, 0):max(first, 0) + samples.shape[0]] = samples
+        samples = np.concatenate(chunks)[max(0, -first):]
+        begin = max(first, 0)
+        samples = samples[:max(0, total - begin)]
+        window[begin:begin + samples.shape[0]] = samples
     return window
+
+
+def _resampled(container, stream, sample_rate: int):
+    """Yield the stream's audio from the current position as planar float frames at sample_rate, layout kept."""
+    resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+    for packet in container.demux(stream):
+        for frame in packet.decode():
+            yield from resampler.resample(frame)
+    yield from resampler.resample(None)
 
 
 def _audio_frame(samples: np.ndarray, stream, pts: int) -> av.AudioFrame:

@@ -1,6 +1,7 @@
 """Small media files generated with PyAV into a temporary directory, once per test session."""
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 from pathlib import Path
 
@@ -127,3 +128,34 @@ def surround_clip(media_dir) -> tuple[Path, np.ndarray]:
     path = encode(media_dir / "surround.mp4", coded_frames(2 * FPS), audio=channels.astype(np.float32),
                   sample_rate=48000, layout="5.1")
     return path, channels
+
+
+class _Unseekable(io.RawIOBase):
+    """A write-only file the muxer cannot seek back in, so it cannot fill in the duration (as in live recording)."""
+
+    def __init__(self, file) -> None:
+        self.file = file
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self.file.write(data)
+
+
+@pytest.fixture(scope="session")
+def live_recording(media_dir) -> Path:
+    """3 s of time-coded VP9 + Opus WebM with no duration in it, like a browser's MediaRecorder output."""
+    path = media_dir / "live.webm"
+    with path.open("wb") as raw, av.open(_Unseekable(raw), "w", format="webm") as container:
+        video = container.add_stream("libvpx-vp9", rate=FPS)
+        video.height, video.width = SIZE
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream("libopus", rate=48000, layout="mono")
+        for image in coded_frames(3 * FPS):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(video.encode(None))
+        frame = av.AudioFrame.from_ndarray(stepped_tone(48000, TONES[:3])[None], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        container.mux(sound.encode(frame) + sound.encode(None))
+    return path

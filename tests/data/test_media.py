@@ -110,6 +110,17 @@ def test_short_clip_is_padded(short_clip):
     assert torch.count_nonzero(clip.audio[2:]) == 0
 
 
+def test_recording_without_a_stated_duration(live_recording):
+    assert probe(live_recording)["duration"] is None
+    clip = decode_clip(live_recording, segments=5, frame_size=16, sample_rate=16000)
+    assert clip.meta["duration"] == pytest.approx(3.0) and clip.meta["padded_segments"] == 2
+    assert [frame_index(f) for f in clip.frames] == [5, 15, 25, 29, 29]
+    assert [dominant_hz(a, 16000) for a in clip.audio[:3]] == pytest.approx(TONES[:3], abs=2)
+    assert decode_clip(live_recording, segments=2, frame_size=16).meta["duration"] is None  # end not reached
+    with pytest.raises(MediaError, match="beyond the end"):
+        decode_clip(live_recording, start=7.0)
+
+
 def test_rotation_metadata_is_applied(rotated_clip):
     # Displayed 90 degrees counter-clockwise: the coded top-left block ends up bottom-left, the frame turns portrait.
     red = decode_clip(rotated_clip, segments=1, frame_size=(64, 48)).frames[0, 0]
