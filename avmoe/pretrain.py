@@ -94,8 +94,8 @@ def pretrain(modality: str, world: str, out: Path, preset: str = "tiny-ave", siz
             optimizer.step()
             step += 1
         val = _score(model, val_loader, modality)
-        history.append({"epoch": epoch + 1, "loss": float(loss), **val})
-        log.info("pretrain %s epoch %d loss %.4f val top1 %.1f f1 %.1f", modality, epoch + 1, float(loss),
+        history.append({"epoch": epoch + 1, "loss": float(loss.detach()), **val})
+        log.info("pretrain %s epoch %d loss %.4f val top1 %.1f f1 %.1f", modality, epoch + 1, float(loss.detach()),
                  val["top1"], val["f1"])
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.backbone.weights_module().state_dict().items()}
