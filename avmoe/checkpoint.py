@@ -161,7 +161,7 @@ def convert_official_moe_adapter(state: dict[str, torch.Tensor], num_cma: int) -
         new = re.sub(r"\.up_sampler\.", ".bottleneck.up.", new)
         if new.endswith("gate"):
             value = value.reshape(())
-        elif value.ndim == 4 and value.shape[-2:] == (1, 1):  # 1x1 Conv2d -> Linear / Conv1d
-            value = value[..., 0] if "bottleneck" in new else value[..., 0, 0]
+        elif value.ndim == 4 and value.shape[-2:] == (1, 1):  # 1x1 Conv2d -> (grouped) linear
+            value = value[..., 0, 0]
         out[new] = value
     return out

@@ -1,7 +1,7 @@
 """The two kinds of expert: the cross-modal adapter (CMA, LAVisH-style) and the unimodal adapter (UA).
 
 Shapes: tokens are `[B, N, C]` with B = batch x segments, N tokens, C channels. The official code threads
-`[B, C, N, 1]` through 1x1 Conv2d layers; here the bottleneck runs on `[B, C, N]` with 1x1 Conv1d, the same maths.
+`[B, C, N, 1]` through 1x1 Conv2d layers; here the same maps are (grouped) linear layers on the token axis.
 Every expert ends in a scalar gate initialised to zero, so a freshly built adapter outputs exactly zero.
 """
 from __future__ import annotations
@@ -9,16 +9,41 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
+class GroupedLinear(nn.Module):
+    """A per-token linear map whose channels are split into groups (the official grouped 1x1 Conv2d), no bias."""
+
+    def __init__(self, in_dim: int, out_dim: int, groups: int = 1) -> None:
+        super().__init__()
+        self.groups = groups
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim // groups))  # the conv weight without its 1x1
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # PyTorch's default conv/linear init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1:
+            return F.linear(x, self.weight)
+        x = x.unflatten(-1, (self.groups, -1))  # [..., g, in/g]
+        w = self.weight.unflatten(0, (self.groups, -1))  # [g, out/g, in/g]
+        return torch.einsum("...gi,goi->...go", x, w).flatten(-2)
+
+
+class _TokenBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over channels of [B, N, C] tokens: statistics over batch and tokens, as BatchNorm2d on [B, C, N, 1]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(0, -2)).view_as(x)
+
+
 class Bottleneck(nn.Module):
-    """LN -> 1x1 down (grouped) -> [BN] -> [ReLU] -> 1x1 up (grouped) -> [BN] -> LN -> gate.
+    """LN -> down (grouped) -> [BN] -> [ReLU] -> up (grouped) -> [BN] -> LN -> gate.
 
     Args:
         dim: channels C.
         reduction: the hidden width is C // reduction.
-        groups: channel groups of both 1x1 maps (official: 2, AVQA 4).
+        groups: channel groups of both maps (official: 2, AVQA 4).
         batch_norm: BatchNorm after each map (official AVE: on).
         activation: ReLU between the maps. The official unimodal expert defines it but never applies it (bug 6).
         gate: scale the output by a learned scalar initialised to 0; without it the output is LN noise at init.
@@ -31,18 +56,17 @@ class Bottleneck(nn.Module):
         if dim % groups or hidden % groups:
             raise ValueError(f"groups={groups} must divide dim={dim} and the bottleneck width {hidden}")
         self.ln_before = nn.LayerNorm(dim)
-        self.down = nn.Conv1d(dim, hidden, 1, groups=groups, bias=False)
-        self.bn1 = nn.BatchNorm1d(hidden) if batch_norm else nn.Identity()
+        self.down = GroupedLinear(dim, hidden, groups)
+        self.bn1 = _TokenBatchNorm(hidden) if batch_norm else nn.Identity()
         self.act = nn.ReLU() if activation else nn.Identity()
-        self.up = nn.Conv1d(hidden, dim, 1, groups=groups, bias=False)
-        self.bn2 = nn.BatchNorm1d(dim) if batch_norm else nn.Identity()
+        self.up = GroupedLinear(hidden, dim, groups)
+        self.bn2 = _TokenBatchNorm(dim) if batch_norm else nn.Identity()
         self.ln_post = nn.LayerNorm(dim)
         self.gate = nn.Parameter(torch.zeros(())) if gate else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.ln_before(x).transpose(1, 2)  # [B, C, N]
-        z = self.bn2(self.up(self.act(self.bn1(self.down(z)))))
-        z = self.ln_post(z.transpose(1, 2))  # [B, N, C]
+        z = self.bn2(self.up(self.act(self.bn1(self.down(self.ln_before(x))))))
+        z = self.ln_post(z)
         return z if self.gate is None else self.gate * z
 
 
