@@ -1,8 +1,9 @@
 """Pretrain a tiny backbone on its own modality of the scene data, then store it frozen for every task model.
 
 `python -m avmoe pretrain --modality visual --world stamps --out assets/backbones` trains the preset's visual
-backbone (plus a linear classifier that is thrown away) to name the classes visible in each second; `--modality audio`
-does the same for the classes heard. This stands in for the paper's ImageNet/AudioSet pretraining.
+backbone (plus a linear classifier that is thrown away) to name the class visible in each second of clean
+one-object scenes; `--modality audio` does the same for the class heard. This stands in for the paper's ImageNet and
+AudioSet pretraining; the task models then meet the harder scenes (distractors, off-screen sounds) with it frozen.
 """
 from __future__ import annotations
 
@@ -21,10 +22,16 @@ from torch.utils.data import DataLoader
 
 from avmoe.backbones import build_backbone
 from avmoe.config import get_preset, list_presets
-from avmoe.data.tasks import DataSpec, open_task_data
+from avmoe.data.synthetic import SceneDataset, get_world
+from avmoe.data.synthetic.sampler import SamplerConfig
 from avmoe.train import EpochOrder, lr_at, seed_everything
 
 log = logging.getLogger(__name__)
+
+PRETRAIN_SCENES = SamplerConfig(p_offscreen=0.0, p_silent=0.0, p_distractor_sound=0.0, p_distractor_visual=0.0,
+                                p_noise_burst=0.0, size=(0.4, 0.9))
+"""One large object, seen and heard all clip long (the S4 sampler with no distractors): clean per-second labels,
+as ImageNet and AudioSet give the paper's encoders."""
 
 
 class _Probe(nn.Module):
@@ -65,19 +72,21 @@ def _score(model: _Probe, loader: DataLoader, modality: str) -> dict[str, float]
     return {"top1": 100.0 * hits / max(1, seconds)}
 
 
-def pretrain(modality: str, world: str, out: Path, preset: str = "tiny-ave", sizes: tuple[int, int] = (1500, 200),
-             epochs: int = 8, batch_size: int = 8, lr: float = 2e-3, seed: int = 0, workers: int = 2) -> dict[str, Any]:
+def pretrain(modality: str, world: str, out: Path, preset: str = "tiny-ave", sizes: tuple[int, int] = (3000, 200),
+             epochs: int = 8, batch_size: int = 16, lr: float = 2e-3, seed: int = 0, workers: int = 1,
+             segments: int = 4) -> dict[str, Any]:
     """Train and save `<out>/<modality>.safetensors` plus a JSON card; returns the card."""
     seed_everything(seed)
     cfg = get_preset(preset)
     bcfg = cfg.visual if modality == "visual" else cfg.audio
-    data = open_task_data(DataSpec("avvp", world=world, sizes=(sizes[0], sizes[1], 0)), cfg.frame_size,
-                          cfg.sample_rate, cfg.segments, splits=("train", "val"))
-    model = _Probe(build_backbone(bcfg), len(data.classes))
-    order = EpochOrder(len(data.splits["train"]), seed)
-    loader = DataLoader(data.splits["train"], batch_size=batch_size, sampler=order, collate_fn=list,
+    w = get_world(world)
+    sets = {split: SceneDataset(w, "s4", split, n, cfg.frame_size, cfg.sample_rate, segments, config=PRETRAIN_SCENES)
+            for split, n in zip(("train", "val"), sizes)}
+    model = _Probe(build_backbone(bcfg), len(w.classes))
+    order = EpochOrder(len(sets["train"]), seed)
+    loader = DataLoader(sets["train"], batch_size=batch_size, sampler=order, collate_fn=list,
                         num_workers=workers, drop_last=True, persistent_workers=workers > 0)
-    val_loader = DataLoader(data.splits["val"], batch_size=batch_size, collate_fn=list, num_workers=workers)
+    val_loader = DataLoader(sets["val"], batch_size=batch_size, collate_fn=list, num_workers=workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     total, step, started = epochs * len(loader), 0, time.time()
     history = []
@@ -104,9 +113,9 @@ def pretrain(modality: str, world: str, out: Path, preset: str = "tiny-ave", siz
     state = {k: v.contiguous() for k, v in model.backbone.weights_module().state_dict().items()}
     save_file(state, str(out / f"{modality}.safetensors"), metadata={"backbone": bcfg.name, "world": world})
     card = {"command": "python -m avmoe " + " ".join(sys.argv[1:]), "backbone": bcfg.name,
-            "kwargs": bcfg.kwargs, "world": world, "sizes": list(sizes), "epochs": epochs, "seed": seed,
-            "classes": data.classes, "validation": history[-1], "history": history,
-            "train_seconds": round(time.time() - started, 1), "attribution": data.attribution}
+            "kwargs": bcfg.kwargs, "world": world, "sizes": list(sizes), "segments": segments, "epochs": epochs,
+            "seed": seed, "classes": w.classes, "validation": history[-1], "history": history,
+            "train_seconds": round(time.time() - started, 1), "attribution": w.attribution}
     (out / f"{modality}.json").write_text(json.dumps(card, indent=2))
     return card
 
@@ -117,16 +126,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="assets/backbones")
     parser.add_argument("--preset", default="tiny-ave", choices=list_presets(),
                         help="the preset whose backbone architecture is trained")
-    parser.add_argument("--sizes", type=int, nargs=2, default=(1500, 200), metavar=("TRAIN", "VAL"))
+    parser.add_argument("--sizes", type=int, nargs=2, default=(3000, 200), metavar=("TRAIN", "VAL"))
+    parser.add_argument("--segments", type=int, default=4, help="seconds per rendered clip")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
 
 
 def run(args: argparse.Namespace) -> int:
     card = pretrain(args.modality, args.world, Path(args.out), args.preset, tuple(args.sizes), args.epochs,
-                    args.batch_size, args.lr, args.seed, args.workers)
+                    args.batch_size, args.lr, args.seed, args.workers, args.segments)
     print(json.dumps({k: card[k] for k in ("backbone", "validation", "train_seconds")}, indent=2))
     return 0
