@@ -166,7 +166,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     steps_per_epoch = max(1, len(loader) // cfg.accum)
     total = cfg.epochs * steps_per_epoch if not cfg.max_steps else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
-    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     state = {"epoch": 0, "batch": 0, "step": 0, "best": -math.inf, "history": []}
     if resume and (out / "last.pt").is_file():
@@ -359,6 +359,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     result = train(config_from_args(args), resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports
     print(json.dumps({k: v for k, v in result.items() if k != "test"}, indent=2))
     for condition, metrics_ in result.get("test", {}).items():
         print(condition, {k: round(v, 2) if isinstance(v, float) else v for k, v in metrics_.items()})
