@@ -223,8 +223,11 @@ def paper_avqa() -> ModelConfig:
 
 
 def _tiny(task: str, segments: int, head: HeadConfig, **adapter: Any) -> ModelConfig:
-    # Small Swin-V2 + HTS-AT for the shipped defaults: CPU-fast, same structure as the paper presets.
-    base = dict(num_cma=1, num_ua=1, num_latent_tokens=8, reduction=4, groups=1, batch_norm=False)
+    # Small Swin-V2 + HTS-AT for the shipped defaults: CPU-fast, same structure as the paper presets, stages 2 and 4
+    # skipped as the official AVE script does. The token map resamples instead of learning N_o x N_s weights, which
+    # would be over half of each tiny model (a documented design choice; "linear" remains an option).
+    base = dict(num_cma=1, num_ua=1, num_latent_tokens=8, reduction=4, groups=1, batch_norm=False, skip=2,
+                token_map="interp")
     base.update(adapter)
     return ModelConfig(task=task, visual=BackboneConfig("swinv2-tiny"), audio=BackboneConfig("htsat-tiny"),
                        adapter=AdapterConfig(**base), router=RouterConfig(hidden=(64, 32)), head=head,
@@ -233,24 +236,24 @@ def _tiny(task: str, segments: int, head: HeadConfig, **adapter: Any) -> ModelCo
 
 @register_preset
 def tiny_ave() -> ModelConfig:
-    return _tiny("ave", 10, HeadConfig(dim=128, num_classes=28))
+    return _tiny("ave", 10, HeadConfig(dim=64, num_classes=28))
 
 
 @register_preset
 def tiny_avvp() -> ModelConfig:
-    return _tiny("avvp", 10, HeadConfig(dim=128, num_classes=25), balance_weight=0.01)
+    return _tiny("avvp", 10, HeadConfig(dim=64, num_classes=25), balance_weight=0.01)
 
 
 @register_preset
 def tiny_s4() -> ModelConfig:
-    return _tiny("s4", 5, HeadConfig(dim=64, num_classes=1))
+    return _tiny("s4", 5, HeadConfig(dim=32, num_classes=1))
 
 
 @register_preset
 def tiny_ms3() -> ModelConfig:
-    return _tiny("ms3", 5, HeadConfig(dim=64, num_classes=1), balance_weight=0.01)
+    return _tiny("ms3", 5, HeadConfig(dim=32, num_classes=1), balance_weight=0.01)
 
 
 @register_preset
 def tiny_avqa() -> ModelConfig:
-    return _tiny("avqa", 10, HeadConfig(dim=128, num_classes=42, question_vocab=93, question_len=14))
+    return _tiny("avqa", 10, HeadConfig(dim=64, num_classes=42, question_vocab=93, question_len=14))

@@ -116,9 +116,11 @@ def test_pairing_follows_the_paper():
     assert [p.adapted for p in skipped].count(True) == 8  # stages 2 and 4 skipped: 8 paired blocks adapted
 
 
-def test_interp_token_map_has_no_token_parameters():
-    model = AVMoEModel(get_preset("tiny-ave", **{"adapter.token_map": "interp"}))
-    assert not any(".token_map.tokens." in k for k in model.state_dict())
+def test_token_map_option_decides_the_token_parameters():
+    interp = AVMoEModel(get_preset("tiny-ave", **{"adapter.token_map": "interp"}))
+    assert not any(".token_map.tokens." in k for k in interp.state_dict())
+    linear = AVMoEModel(get_preset("tiny-ave", **{"adapter.token_map": "linear"}))
+    assert linear.adapters["visual_0_p1"].token_map.tokens.weight.shape == (24 * 24, 16 * 16)  # N_a -> N_v
 
 
 def test_a_training_step_changes_no_backbone_weight_or_statistic():
