@@ -148,7 +148,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed + rank)
-    preset = get_preset(cfg.preset)
+    preset = apply_overrides(get_preset(cfg.preset), cfg.overrides)  # the clips follow overridden segments etc.
     spec = DataSpec(preset.task, cfg.world, cfg.data, tuple(cfg.sizes))
     data = open_task_data(spec, preset.frame_size, preset.sample_rate, preset.segments)
     model = build_for_data(cfg, data).to(device)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from avmoe.data.media import decode_clip, write_video
@@ -137,3 +138,29 @@ def _record(clip: Clip, split: str, index: int, seed: int, fps: int) -> dict[str
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data))
+
+
+class GeneratedClips(Dataset):
+    """A make-data folder as a Dataset: item i is `load_generated(directory, indices[i], ...)`, indices sorted.
+
+    Args:
+        directory: a folder written by `generate` (or `python -m avmoe make-data`).
+        frame_size, sample_rate, segments: as in `load_generated`; None keeps what the clips were generated with.
+    """
+
+    def __init__(self, directory: str | Path, frame_size: int | None = None, sample_rate: int | None = None,
+                 segments: int | None = None) -> None:
+        self.directory = Path(directory)
+        if not (self.directory / "classes.json").is_file():
+            raise FileNotFoundError(f"{self.directory} is not a make-data folder (no classes.json); write one with "
+                                    f"`python -m avmoe make-data --out {self.directory} ...`")
+        self.indices = generated_indices(self.directory)
+        self.frame_size, self.sample_rate, self.segments = frame_size, sample_rate, segments
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Clip:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} clips in {self.directory}")
+        return load_generated(self.directory, self.indices[i], self.frame_size, self.sample_rate, self.segments)
