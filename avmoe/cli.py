@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("avmoe.pretrain", "train a tiny backbone on its own modality, then freeze it"),
     "train": ("avmoe.train", "train a task model (one process, or DDP under torchrun)"),
     "eval": ("avmoe.evaluate", "evaluate a model directory under input conditions"),
+    "export": ("avmoe.export", "turn a trained run into a shippable fp16 model directory with shared backbones"),
 }
 
 
