@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avmoe.data.synthetic.scene import Scene, SceneObject
+from avmoe.data.datasets.avqa import tokenize
 
 QUESTION_TYPES = (
     ("Audio", "Counting"), ("Audio", "Comparative"), ("Visual", "Counting"), ("Visual", "Location"),
@@ -66,15 +67,11 @@ def answer_vocab(classes: list[str]) -> list[str]:
 
 
 def question_vocab(classes: list[str]) -> list[str]:
-    """"<pad>", "<unk>", then every word a question can contain, sorted."""
-    words = {w for t in TEMPLATES for w in tokenize(_SLOT.sub(" ", t))}
+    """"<pad>", "<unk>", then every word a question can contain, sorted; words are split exactly as the official
+    loader splits them (case kept, final question mark dropped), so the AVQA tokenizer reads every question."""
+    words = {w for t in TEMPLATES for w in tokenize(t) if not _SLOT.fullmatch(w)}
     words |= {"left", "right", "first", "last", *classes}
     return ["<pad>", "<unk>", *sorted(words)]
-
-
-def tokenize(question: str) -> list[str]:
-    """Lower-case words, question mark dropped (as the official AVQA loader does)."""
-    return question.lower().replace("?", " ").split()
 
 
 def fill(template: str, values: list[str]) -> str:
