@@ -1,0 +1,93 @@
+"""`python app/app.py`: AVMoE Studio, a Gradio app to run the shipped AVMoE models on a clip and explore the router.
+
+Models come from `--models DIR`, else $AVMOE_MODELS, else assets/models; the app starts with whatever subset of
+`<task>-<variant>/` folders exists. Runs unchanged as a Hugging Face Space (it puts the repo root on sys.path).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Optional  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from app import inputs as clip_panel  # noqa: E402
+from app.studio import EVAL, MAX_UPLOAD, Studio  # noqa: E402
+from app.tabs import about, features, figures, intervene, predictions, robustness, router  # noqa: E402
+from avmoe.paths import ASSETS, cache_dir  # noqa: E402
+
+log = logging.getLogger("app")
+
+CONCURRENCY = 2  # events running at once; more users wait in the queue instead of exhausting memory
+QUEUE_SIZE = 32
+HEADER = ("# AVMoE Studio\nMixtures of audio-visual experts (NeurIPS 2024): pick a clip and a condition, press "
+          "**Run**, then explore what every task model predicts and how its routers weigh the experts.")
+
+
+def models_root(arg: Optional[str] = None) -> Path:
+    """--models, else $AVMOE_MODELS, else assets/models."""
+    return Path(arg or os.environ.get("AVMOE_MODELS") or ASSETS / "models")
+
+
+def build_demo(studio: Studio) -> gr.Blocks:
+    """The whole app: the clip panel above the tabs, layout first, then the wiring."""
+    with gr.Blocks(title="AVMoE Studio", analytics_enabled=False) as demo:
+        gr.Markdown(HEADER)
+        panel = clip_panel.build(studio)
+        with gr.Tabs():
+            predictions_view = predictions.build(studio)
+            router_view = router.build(studio)
+            intervene_view = intervene.build(studio)
+            robustness_view = robustness.build(studio)
+            features_view = features.build(studio)
+            figures_view = figures.build(studio)
+            about.build(studio)
+        clip_panel.wire(studio, panel)
+        run_event = predictions.wire(studio, predictions_view, panel)
+        router.wire(studio, router_view, panel, run_event)
+        intervene.wire(studio, intervene_view, panel)
+        robustness.wire(studio, robustness_view, panel)
+        features.wire(studio, features_view, panel)
+        figures.wire(figures_view)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return demo
+
+
+def launch_options(studio: Studio) -> dict[str, Any]:
+    """launch() arguments: serve only the example clips and the app's cache, cap uploads."""
+    return {"allowed_paths": [str(studio.examples_dir), str(cache_dir("app"))], "max_file_size": MAX_UPLOAD,
+            "theme": gr.themes.Soft()}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", help="folder of <task>-<variant>/ model folders (default $AVMOE_MODELS, "
+                                         "else assets/models)")
+    parser.add_argument("--eval", type=Path, default=EVAL, help="folder of <task>/ evaluation sets (make-data "
+                                                                "folders; default assets/eval)")
+    parser.add_argument("--host", default=None, help="server name (default: Gradio's, 0.0.0.0 on Spaces)")
+    parser.add_argument("--port", type=int, default=None, help="server port (default: Gradio's, 7860)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    start = time.perf_counter()
+    studio = Studio(models_root(args.models), eval_root=args.eval)
+    demo = build_demo(studio)
+    if studio.tasks:  # the first forward of each model is slow: do it now, beside the starting server
+        threading.Thread(target=studio.warm_up, name="warm-up", daemon=True).start()
+    log.info("ready in %.1f s", time.perf_counter() - start)
+    demo.launch(server_name=args.host, server_port=args.port, **launch_options(studio))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

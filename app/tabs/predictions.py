@@ -1,0 +1,174 @@
+"""Predictions tab: every task's output for the clip under the chosen condition, from one Predictor.predict.
+
+AVE timeline, AVVP audio/visual tracks, S4/MS3 overlays on every frame plus an overlay video, an AVQA question box
+and the whole prediction as JSON (Prediction.to_dict()).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Optional
+
+import gradio as gr
+import torch
+
+from app import overlays, plots
+from app.inputs import Inputs, describe
+from app.studio import Session, Studio, condition_string, user_errors
+from avmoe.data.sample import BACKGROUND
+from avmoe.data.synthetic.qa import HOW_MANY_SOUNDING, KINDS_OF_SOUND, LEFT_LOUDER, ONSET, WHERE_LOUDEST, fill
+from avmoe.predict import Prediction
+
+GENERIC_QUESTIONS = (KINDS_OF_SOUND, HOW_MANY_SOUNDING, WHERE_LOUDEST, LEFT_LOUDER, fill(ONSET, ["first"]))
+"""Questions for any clip, in the training templates' words."""
+
+
+@dataclass
+class PredictionsView:
+    tab: gr.Tab
+    ave: gr.Plot
+    avvp: gr.Plot
+    gallery: gr.Gallery
+    overlay: gr.Video
+    question: gr.Textbox
+    suggestions: gr.Dropdown
+    ask: gr.Button
+    answer: gr.Label
+    json: gr.JSON
+    api: gr.Button
+
+
+def build(studio: Studio) -> PredictionsView:
+    with gr.Tab("Predictions", id="predictions") as tab:
+        if not studio.tasks:
+            gr.Markdown(studio.missing_note())
+        with gr.Row():
+            ave = gr.Plot(plots.message("Press Run to see the event per second (AVE)"), label="AVE",
+                          visible="ave" in studio.tasks)
+            avvp = gr.Plot(plots.message("Press Run to see audio and visual events (AVVP)"), label="AVVP",
+                           visible="avvp" in studio.tasks)
+        segmentation = [f"{t.upper()} {overlays.COLOUR_NAMES[t]}" for t in ("s4", "ms3") if t in studio.tasks]
+        with gr.Row(visible=bool(segmentation)):
+            gallery = gr.Gallery(label=f"Sounding-object masks on every frame ({', '.join(segmentation)})",
+                                 columns=5, height="auto", object_fit="contain", preview=False)
+            overlay = gr.Video(label="Overlay video", height=360, interactive=False)
+        with gr.Row(visible="avqa" in studio.tasks):
+            with gr.Column(scale=3):
+                question = gr.Textbox(label="Question about the clip (AVQA)", placeholder=GENERIC_QUESTIONS[0])
+                suggestions = gr.Dropdown(list(GENERIC_QUESTIONS), value=None, label="Suggested questions")
+                ask = gr.Button("Ask")
+            answer = gr.Label(label="Answer (top 5)", num_top_classes=5)
+        with gr.Accordion("Every task's outputs and router trace as JSON", open=False):
+            json_out = gr.JSON()
+        api = gr.Button(visible=False)
+    return PredictionsView(tab, ave, avvp, gallery, overlay, question, suggestions, ask, answer, json_out, api)
+
+
+def _ave_figure(studio: Studio, session: Session, pred: Prediction):
+    if "ave" not in pred.tasks:
+        return plots.message("No AVE model loaded")
+    out, names = pred.tasks["ave"].outputs, pred.classes["ave"]
+    events = [None if int(c) == BACKGROUND else names[int(c)] for c in out["ave"]]
+    example = studio.example_for(session.path)
+    truth = list(example.ave[:len(events)]) if example and len(example.ave) >= len(events) else None
+    return plots.ave_timeline(events, out["confidence"].tolist(), truth,
+                              title=f"Event per second (AVE) · {pred.condition}")
+
+
+def _avvp_figure(pred: Prediction):
+    if "avvp" not in pred.tasks:
+        return plots.message("No AVVP model loaded")
+    out, names = pred.tasks["avvp"].outputs, pred.classes["avvp"]
+    tracks = {m: [[names[c] for c in torch.nonzero(row).flatten().tolist()] for row in out[f"avvp_{m}"]]
+              for m in ("audio", "visual")}
+    return plots.avvp_tracks(tracks["audio"], tracks["visual"], title=f"Audio and visual events (AVVP) · "
+                                                                      f"{pred.condition}")
+
+
+def _segmentation(pred: Prediction) -> tuple[list, Optional[str]]:
+    masks = {t: pred.tasks[t].outputs["masks"] for t in ("s4", "ms3") if t in pred.tasks}
+    if not masks:
+        return [], None
+    frames = overlays.overlay_frames(pred.clip, masks)
+    captions = [" · ".join([f"{t} s"] + [f"{task.upper()} {float(m[t].float().mean()):.0%}"
+                                         for task, m in masks.items()]) for t in range(len(frames))]
+    return list(zip(frames, captions)), str(overlays.overlay_video(pred.clip, frames))
+
+
+def answer_label(pred: Prediction) -> Optional[dict[str, float]]:
+    """The AVQA top-5 as gr.Label confidences, or None when AVQA did not run."""
+    if "avqa" not in pred.tasks:
+        return None
+    out, names = pred.tasks["avqa"].outputs, pred.classes["avqa"]
+    return {names[int(i)]: float(p) for i, p in zip(out["top5"], out["top5_probs"])}
+
+
+@user_errors
+def run(studio: Studio, video: Optional[str], condition: str, snr: float, other: Optional[str],
+        question: Optional[str], session: Optional[Session], progress: gr.Progress = gr.Progress()) -> tuple:
+    """The Run button: decode (once), one prediction of every task, and every view of it."""
+    progress(0.0, desc="Decoding the clip")
+    session = studio.session_for(session, video)
+    if not studio.tasks:
+        raise ValueError(studio.missing_note())
+    progress(0.2, desc="Running every task model")
+    asked = question if question and question.strip() else None
+    pred = studio.predict(session, condition_string(condition, snr), question=asked, other=other)
+    session.prediction, session.question, session.other = pred, asked, other
+    progress(0.8, desc="Drawing")
+    gallery, overlay = _segmentation(pred)
+    info = describe(studio, session, pred.condition + (f" (audio of {other})" if pred.clip.meta.get("audio_from")
+                                                      else ""))
+    return (session, info, _ave_figure(studio, session, pred), _avvp_figure(pred), gallery, overlay,
+            answer_label(pred), pred.to_dict())
+
+
+def redraw(studio: Studio, session: Optional[Session]) -> tuple:
+    """The AVE and AVVP figures of the session's last Run again (plotly sizes a figure drawn in a hidden tab to a
+    default width, so the tab draws them again when it shows)."""
+    if session is None or session.prediction is None:
+        return gr.skip(), gr.skip()
+    return _ave_figure(studio, session, session.prediction), _avvp_figure(session.prediction)
+
+
+@user_errors
+def ask(studio: Studio, question: str, session: Optional[Session]) -> dict[str, float]:
+    """The Ask button: AVQA alone on the session's clip, under the condition of the last Run."""
+    if "avqa" not in studio.tasks:
+        raise ValueError(studio.missing_note("avqa"))
+    session = session or Session()
+    condition = session.prediction.condition if session.prediction else "av"
+    pred = studio.predict(session, condition, question=question or "", tasks=["avqa"], other=session.other)
+    return answer_label(pred)
+
+
+@user_errors
+def predict_json(studio: Studio, video: Optional[str], condition: str, snr: float, other: Optional[str],
+                 question: Optional[str]) -> dict[str, Any]:
+    """For scripts: every task's outputs and router trace for a video, as JSON (Prediction.to_dict())."""
+    session = studio.session_for(None, video)
+    asked = question if question and question.strip() else None
+    return studio.predict(session, condition_string(condition, snr), question=asked, other=other).to_dict()
+
+
+def suggest(studio: Studio, video: Optional[str]) -> gr.Dropdown:
+    """Suggested questions: the example's own (from its scene) first, then the generic ones."""
+    example = studio.example_for(video)
+    own = list(example.questions) if example else []
+    return gr.Dropdown(choices=own + [q for q in GENERIC_QUESTIONS if q not in own], value=None)
+
+
+def wire(studio: Studio, view: PredictionsView, inputs: Inputs):
+    """Wire the tab; returns the Run event so other tabs can follow it."""
+    question_inputs = [inputs.video, inputs.condition, inputs.snr, inputs.other, view.question]
+    event = inputs.run.click(partial(run, studio), [*question_inputs, inputs.session],
+                             [inputs.session, inputs.info, view.ave, view.avvp, view.gallery, view.overlay,
+                              view.answer, view.json], api_name="run")
+    view.ask.click(partial(ask, studio), [view.question, inputs.session], [view.answer], api_name="ask")
+    view.question.submit(partial(ask, studio), [view.question, inputs.session], [view.answer],
+                         api_visibility="private")
+    view.suggestions.input(lambda q: q, [view.suggestions], [view.question], api_visibility="private")
+    inputs.video.change(partial(suggest, studio), [inputs.video], [view.suggestions], api_visibility="private")
+    view.api.click(partial(predict_json, studio), question_inputs, [view.json], api_name="predict")
+    view.tab.select(partial(redraw, studio), [inputs.session], [view.ave, view.avvp], api_visibility="private")
+    return event
