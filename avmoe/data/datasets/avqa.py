@@ -65,9 +65,13 @@ class QuestionTokenizer:
     def __len__(self) -> int:
         return len(self.vocab)
 
+    def _known(self, word: str) -> str:
+        """The word, or its lower-case or capitalised form when only that is in the vocabulary (typed questions)."""
+        return next((w for w in (word, word.lower(), word.capitalize()) if w in self.index), word)
+
     def encode(self, question: str) -> torch.Tensor:
         """LongTensor [max_len] of word ids. Unknown words raise ValueError; longer questions are cut (logged)."""
-        words = tokenize(question)
+        words = [self._known(w) for w in tokenize(question)]
         unknown = [w for w in words if w not in self.index]
         if unknown:
             raise ValueError(f"{unknown} in {question!r} are not in the question vocabulary ({len(self)} words); "

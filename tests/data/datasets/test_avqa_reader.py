@@ -124,3 +124,10 @@ def test_missing_and_malformed_json(avqa_root: Path, tmp_path: Path) -> None:
     broken[0]["answer"] = broken[0].pop("anser")
     with pytest.raises(ValueError, match="question #0 .* is malformed: KeyError\\('anser'\\)"):
         parse_questions(json.dumps(broken))
+
+
+def test_tokenizer_forgives_the_case_of_typed_words() -> None:
+    from avmoe.data.datasets.avqa import QuestionTokenizer
+
+    tok = QuestionTokenizer(["<pad>", "How", "many", "dogs"], max_len=4)
+    assert tok.encode("how Many dogs?").tolist() == tok.encode("How many dogs?").tolist() == [1, 2, 3, 0]
