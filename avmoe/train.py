@@ -329,6 +329,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--no-test", action="store_true", help="skip the final test evaluation")
+    parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS),
+                        help="conditions of the final test evaluation (default: the standard set)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
 
 
@@ -354,7 +356,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        accum=args.accum, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
                        grad_clip=args.grad_clip, seed=args.seed, bf16=args.bf16, workers=args.workers,
                        max_steps=args.max_steps, save_every=args.save_every, pause_after=args.pause_after,
-                       eval_test=not args.no_test)
+                       eval_test=not args.no_test, conditions=tuple(args.conditions))
 
 
 def run(args: argparse.Namespace) -> int:
