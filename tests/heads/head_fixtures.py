@@ -51,3 +51,14 @@ def assert_trains(head: torch.nn.Module, losses: dict[str, torch.Tensor]) -> Non
     assert not missing, f"parameters without gradient: {missing}"
     total = sum(float(p.grad.abs().sum()) for p in head.parameters())
     assert total > 0 and torch.isfinite(torch.tensor(total))
+
+
+def assert_no_leakage(head: torch.nn.Module, B: int = 2, T: int = 10, atol: float = 1e-6) -> None:
+    """In eval mode, perturbing sample 0 changes every output of sample 0 and none of sample 1."""
+    head.eval()
+    feats = random_features(B, T)
+    with torch.no_grad():
+        a, b = head(feats, {}), head(perturb_sample(feats, 0), {})
+    for key in a:
+        torch.testing.assert_close(a[key][1], b[key][1], rtol=0, atol=atol)
+        assert not torch.allclose(a[key][0], b[key][0]), key

@@ -114,7 +114,7 @@ def generate_questions(scene: Scene, classes: list[str]) -> list[dict]:
         ("Audio-Visual", "Existential"): [(SOUNDING_EXISTS, [c], _yes(any(o.cls == c and o.both for o in objs)))
                                           for c in asked] + _always(objs, scene.segments),
         ("Audio-Visual", "Counting"): [(HOW_MANY_SOUNDING, [], _number(sum(bool(o.both) for o in objs)))],
-        ("Audio-Visual", "Location"): _where_sounding(objs) + _where_loudest(objs),
+        ("Audio-Visual", "Location"): _where(objs, WHERE_SOUNDING, sounding=True) + _where_loudest(objs),
         ("Audio-Visual", "Comparative"): _left_louder(objs),
         ("Audio-Visual", "Temporal"): _onset(objs),
     }
@@ -171,14 +171,19 @@ def _louder(objs: list[_Obj]) -> list:
     return sorted(out)
 
 
-def _where(objs: list[_Obj]) -> list:
-    seen = [o for o in objs if o.seen]
+def _where(objs: list[_Obj], template: str = WHERE, sounding: bool = False) -> list:
+    """Location questions about each class with one instance that stays in one third of the frame while it is seen
+    (or, with `sounding`, while it is seen and heard)."""
+    def span(o: _Obj) -> set[int]:
+        return o.both if sounding else o.seen
+
+    candidates = [o for o in objs if span(o)]
     out = []
-    for c in sorted({o.cls for o in seen}):
-        o = _only(seen, c)
-        third = _same_third(o, o.seen) if o else None
+    for c in sorted({o.cls for o in candidates}):
+        o = _only(candidates, c)
+        third = _same_third(o, span(o)) if o else None
         if third:
-            out.append((WHERE, [c], third))
+            out.append((template, [c], third))
     return out
 
 
@@ -210,17 +215,6 @@ def _always(objs: list[_Obj], segments: int) -> list:
         o = _only(seen, c)
         if o:
             out.append((ALWAYS, [c], _yes(len(o.heard) == segments)))
-    return out
-
-
-def _where_sounding(objs: list[_Obj]) -> list:
-    sounding = [o for o in objs if o.both]
-    out = []
-    for c in sorted({o.cls for o in sounding}):
-        o = _only(sounding, c)
-        third = _same_third(o, o.both) if o else None
-        if third:
-            out.append((WHERE_SOUNDING, [c], third))
     return out
 
 
