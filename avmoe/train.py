@@ -150,7 +150,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     seed_everything(cfg.seed + rank)
     preset = apply_overrides(get_preset(cfg.preset), cfg.overrides)  # the clips follow overridden segments etc.
     spec = DataSpec(preset.task, cfg.world, cfg.data, tuple(cfg.sizes))
-    data = open_task_data(spec, preset.frame_size, preset.sample_rate, preset.segments)
+    data = open_task_data(spec, preset.frame_size, preset.sample_rate, preset.segments, cache_train=True)
     model = build_for_data(cfg, data).to(device)
     collate = Collate(preset.task, data.classes, data.question_words, model.cfg.head.question_len)
     train_set = data.splits["train"]

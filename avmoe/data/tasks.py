@@ -65,15 +65,18 @@ QUESTIONS_PER_CLIP = 4
 
 
 def open_task_data(spec: DataSpec, frame_size: int, sample_rate: int, segments: int,
-                   splits: Sequence[str] = SPLITS) -> TaskData:
-    """Datasets of a scene world (rendered on the fly, deterministic per index) or of a real dataset folder."""
+                   splits: Sequence[str] = SPLITS, cache_train: bool = False) -> TaskData:
+    """Datasets of a scene world (rendered on the fly, deterministic per index) or of a real dataset folder.
+
+    cache_train keeps the rendered train clips of a world in memory for the next epochs (see SceneDataset).
+    """
     if spec.world is not None:
         from avmoe.data.synthetic import SceneDataset, get_world
 
         world = get_world(spec.world)
         sets: dict[str, Dataset] = {
             split: SceneDataset(world, spec.task, split, n, frame_size=frame_size, sample_rate=sample_rate,
-                                segments=segments)
+                                segments=segments, cache=cache_train and split == "train")
             for split, n in zip(SPLITS, spec.sizes) if split in splits}
         classes = list(world.answer_vocab) if spec.task == "avqa" else list(world.classes)
         words = list(world.question_vocab) if spec.task == "avqa" else []

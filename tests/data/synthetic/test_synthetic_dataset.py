@@ -113,3 +113,15 @@ def test_clip_meta_describes_the_clip():
     assert clip.meta["classes"] == get_world("shapes").classes
     assert len(clip.meta["carrier"]) == 4 and clip.meta["attribution"]
     assert clip.labels["avvp"]["audio"].shape == (4, len(clip.meta["classes"]))
+
+
+def test_cached_clips_equal_rendered_ones_and_edits_do_not_reach_the_cache():
+    plain = SceneDataset("shapes", "avqa", "train", 2, frame_size=32, sample_rate=8000, segments=2)
+    cached = SceneDataset("shapes", "avqa", "train", 2, frame_size=32, sample_rate=8000, segments=2, cache=True)
+    first = cached[1]
+    first.labels["qa"] = []
+    first.frames.zero_()
+    again, reference = cached[1], plain[1]
+    assert len(cached._cache) == 1
+    assert torch.equal(again.frames, reference.frames) and torch.equal(again.audio, reference.audio)
+    assert again.labels["qa"] == reference.labels["qa"] != []
