@@ -186,7 +186,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             os.replace(tmp, out / "last.pt")  # atomic: a crash never leaves a half-written checkpoint
 
     writer = _tensorboard(out) if main_process else None
-    log_file = open(out / "log.csv", "a", newline="") if main_process else None
+    log_file = open(out / "log.csv", "a", newline="", buffering=1) if main_process else None  # line-buffered: tail -f works
     log_csv = csv.writer(log_file) if log_file else None
     if log_csv and log_file.tell() == 0:
         log_csv.writerow(["time", "epoch", "step", "loss", "lr", "split", "metric", "value"])
