@@ -15,7 +15,7 @@ from avmoe.evaluate import PRIMARY
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ROUTING_CONDITIONS = ("av", "visual-only", "audio-only")
-UNITS = {"ave": "accuracy %", "avvp": "segment Type@AV F1", "s4": "mIoU", "ms3": "mIoU", "avqa": "accuracy %"}
+UNITS = {"ave": "accuracy %", "avvp": "segment Type@AV F1", "s4": "mIoU %", "ms3": "mIoU %", "avqa": "accuracy %"}
 
 
 def load_cards(models: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -35,8 +35,8 @@ def results_markdown(cards: list[tuple[str, dict[str, Any]]]) -> str:
     for name, card in cards:
         task = card["data"]["task"]
         metric = PRIMARY[task]
-        rows.append([f"`{name}`", UNITS.get(task, metric), _fmt(card.get("best_validation"), task)]
-                    + [_fmt(card.get("test", {}).get(c, {}).get(metric), task) for c in conditions]
+        rows.append([f"`{name}`", UNITS.get(task, metric), _fmt(card.get("best_validation"))]
+                    + [_fmt(card.get("test", {}).get(c, {}).get(metric)) for c in conditions]
                     + [str(card.get("steps", "")), f"{card['train_seconds'] / 60:.1f}" if "train_seconds" in card
                        else ""])
     routing = [["model"] + [f"{s} stream, {c}" for s in ("audio", "visual") for c in ROUTING_CONDITIONS]]
@@ -65,10 +65,8 @@ def _variant(card: dict[str, Any]) -> str:
     return card.get("config", {}).get("variant", "avmoe")
 
 
-def _fmt(value: Any, task: str) -> str:
-    if value is None:
-        return ""
-    return f"{value:.3f}" if task in ("s4", "ms3") else f"{value:.1f}"
+def _fmt(value: Any) -> str:
+    return "" if value is None else f"{value:.1f}"
 
 
 def _share(value: Any) -> str:

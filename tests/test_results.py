@@ -17,7 +17,7 @@ def _card(folder: Path, task: str, variant: str, test: dict, seconds: float = 60
 
 
 def test_table_has_every_model_and_condition_with_the_primary_metric(tmp_path):
-    _card(tmp_path / "s4-avmoe", "s4", "avmoe", {"av": {"miou": 0.71234, "router_cma_share_audio": 0.5,
+    _card(tmp_path / "s4-avmoe", "s4", "avmoe", {"av": {"miou": 71.234, "router_cma_share_audio": 0.5,
                                                         "router_cma_share_visual": 0.25}})
     _card(tmp_path / "ave-frozen", "ave", "frozen", {"av": {"accuracy": 50.04}, "audio-only": {"accuracy": 40.0}})
     _card(tmp_path / "ave-avmoe", "ave", "avmoe", {"av": {"accuracy": 85.06, "router_cma_share_audio": 0.4,
@@ -30,7 +30,7 @@ def test_table_has_every_model_and_condition_with_the_primary_metric(tmp_path):
     assert lines[0] == "| model | task metric | val | av | audio-only | steps | train min |"
     assert lines[2] == "| `ave-avmoe` | accuracy % | 70.2 | 85.1 | 80.0 | 250 | 20.0 |"
     assert lines[3] == "| `ave-frozen` | accuracy % | 70.2 | 50.0 | 40.0 | 250 | 10.0 |"
-    assert lines[4] == "| `s4-avmoe` | mIoU | 70.250 | 0.712 |  | 250 | 10.0 |"
+    assert lines[4] == "| `s4-avmoe` | mIoU % | 70.2 | 71.2 |  | 250 | 10.0 |"
     routing = [line for line in lines if line.startswith("| `")][3:]
     assert routing == ["| `ave-avmoe` | 0.40 |  |  | 0.60 |  |  |", "| `s4-avmoe` | 0.50 |  |  | 0.25 |  |  |"]
 
