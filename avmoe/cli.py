@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("avmoe.train", "train a task model (one process, or DDP under torchrun)"),
     "eval": ("avmoe.evaluate", "evaluate a model directory under input conditions"),
     "export": ("avmoe.export", "turn a trained run into a shippable fp16 model directory with shared backbones"),
+    "bench": ("avmoe.bench", "time decode, backbones, mixtures, heads and the Predictor on one clip"),
     "results": ("avmoe.results", "the results table of the shipped models, from their model cards"),
 }
 

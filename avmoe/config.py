@@ -49,6 +49,7 @@ class AdapterConfig:
     audio_placement: str = "branch"  # "branch": audio adapters beside attention/FFN | "block": official, at block output
     balance_loss: str = "kl"  # "kl": KL(uniform || mean routing) | "official": -sum log mean routing (bug 3) | "none"
     balance_weight: float = 0.0  # weight of the summed balance loss (official AVVP 1.0, MS3 0.01)
+    experts_impl: str = "batched"  # "batched": eval-mode mixtures run experts stacked where faster | "loop"
 
 
 @dataclass

@@ -12,7 +12,10 @@ from torch import nn
 from avmoe.config import AdapterConfig, RouterConfig
 from avmoe.layers.adapters import CrossModalAdapter, UnimodalAdapter
 from avmoe.layers.router import Router
+from avmoe.layers.stacked import stacked_mixture, stacking_pays
 from avmoe.layers.trace import Key, RouterOverride, RouterTrace
+
+EXPERT_IMPLS = ("loop", "batched")
 
 
 class TokenMap(nn.Module):
@@ -59,10 +62,13 @@ class MoEOutput:
 class MoEAdapter(nn.Module):
     """A mixture of cross-modal and unimodal adapters, weighted per frame by a router.
 
-    Dense and soft, as the official code: every expert runs and `out = sum_e p_e * expert_e(x, t')`. Experts are
-    ordered cross-modal first (names cma0, cma1, ...), then unimodal (ua0, ...). All expert gates start at zero, so
-    a new mixture outputs zero and the backbone it sits beside is unchanged. A single-expert mixture has no router.
-    Each forward writes its weights into the given `RouterTrace` under `key`.
+    Dense and soft, as the official code: `out = sum_e p_e * expert_e(x, t')`. Experts are ordered cross-modal
+    first (names cma0, cma1, ...), then unimodal (ua0, ...). All expert gates start at zero, so a new mixture
+    outputs zero and the backbone it sits beside is unchanged. A single-expert mixture has no router. Each forward
+    writes its weights into the given `RouterTrace` under `key`. An expert whose weight is zero for every frame of
+    the batch (inference top-k, overrides) is not run. With `adapter.experts_impl="batched"` an eval-mode mixture
+    whose bottleneck is narrow enough computes its experts stacked (`avmoe.layers.stacked`); otherwise, and always
+    in training, it runs them one by one ("loop", the reference).
     """
 
     def __init__(self, key: Key, dim: int, other_dim: int, tokens: int, other_tokens: int,
@@ -86,6 +92,10 @@ class MoEAdapter(nn.Module):
             if num > 1 else None
         if self.router is None and router.top_k > num:
             raise ValueError(f"top_k={router.top_k} exceeds num_experts={num}; lower top_k")
+        if adapter.experts_impl not in EXPERT_IMPLS:
+            raise ValueError(f"adapter.experts_impl={adapter.experts_impl!r} is not one of {', '.join(EXPERT_IMPLS)}")
+        self.stacked = adapter.experts_impl == "batched" and \
+            stacking_pays(dim, self.experts[0].bottleneck.down.weight.shape[0])  # only where it is faster
         self.balance = adapter.balance_loss
         self.override: Optional[RouterOverride] = None
 
@@ -98,12 +108,22 @@ class MoEAdapter(nn.Module):
             probs = self.router(x, t)
         if self.override is not None and self.override.applies(self.key):
             probs = self.override(probs, self.expert_names)
-        out = torch.zeros_like(x)
-        for e, expert in enumerate(self.experts):
-            out = out + probs[:, e, None, None] * expert(x, t)
+        out = self.mix(x, t, probs)
         if trace is not None:
             trace.record(self.key, probs, self.expert_names)
         return MoEOutput(out, probs, self._balance_loss(probs))
+
+    def mix(self, x: torch.Tensor, t: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """`sum_e p_e * expert_e(x, t)` over the experts with a nonzero weight somewhere in the batch; [B, N, C]."""
+        used = [e for e, u in enumerate(probs.ne(0).any(dim=0).tolist()) if u]
+        # The stacked path folds BatchNorm's running statistics into the maps, so it is eval-mode only; training
+        # (batch statistics, running-stat updates, MHA dropout) always takes the loop.
+        if self.stacked and not self.training:
+            return stacked_mixture([self.experts[e] for e in used], x, t, probs[:, used])
+        out = torch.zeros_like(x)
+        for e in used:
+            out = out + probs[:, e, None, None] * self.experts[e](x, t)
+        return out
 
     def _balance_loss(self, probs: torch.Tensor) -> torch.Tensor:
         if self.router is None or self.balance == "none":
