@@ -86,10 +86,8 @@ class LatentExchange(nn.Module):
 
     def forward(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         latent = self.tokens.expand(x.shape[0], -1, -1)  # [B, T, C]
-        read = torch.softmax(latent @ source.transpose(1, 2) * self.scale, dim=-1)  # [B, T, N]
-        tok = latent + read @ source  # [B, T, C]
-        write = torch.softmax(x @ tok.transpose(1, 2) * self.scale, dim=-1)  # [B, N, T]
-        return x + self.gate * (write @ tok)
+        tok = latent + F.scaled_dot_product_attention(latent, source, source, scale=self.scale)  # fused softmax
+        return x + self.gate * F.scaled_dot_product_attention(x, tok, tok, scale=self.scale)
 
 
 class CrossModalAdapter(nn.Module):
@@ -117,8 +115,7 @@ class _PlainSelfAttention(nn.Module):
         self.scale = 1.0 / math.sqrt(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attn = torch.softmax(x @ x.transpose(1, 2) * self.scale, dim=-1)
-        return x + self.gate * (attn @ x)
+        return x + self.gate * F.scaled_dot_product_attention(x, x, x, scale=self.scale)
 
 
 class _MHASelfAttention(nn.Module):
