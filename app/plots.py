@@ -16,6 +16,9 @@ BACKGROUND = "background"
 WEIGHT_SCALE = "Viridis"
 DIFF_SCALE = "RdBu"
 TRUTH_LABEL_CHARS = 7  # ground-truth class names up to this long are written above the timeline
+# For a tab's select event (browser code): a figure that arrives while its tab is hidden is drawn at plotly's default
+# width, and the same figure sent again is not redrawn; a window resize makes plotly fit every plot to its container.
+FIT_PLOTS_JS = "() => { requestAnimationFrame(() => window.dispatchEvent(new Event('resize'))); }"
 
 
 def message(text: str, height: int = 260) -> go.Figure:
@@ -52,9 +55,12 @@ def ave_timeline(events: Sequence[Optional[str]], confidence: Sequence[float],
                                          "color": [colours[t or BACKGROUND] for t in truth]},
                                  hoverinfo="text", hovertext=[f"truth at {i} s: {t or BACKGROUND}"
                                                               for i, t in enumerate(truth)], name="ground truth"))
-    fig.update_layout(template=TEMPLATE, title=title, height=320, showlegend=bool(truth), bargap=0.08,
+        # named at the row's end: a legend would show both traces in their first item's colour
+        fig.add_annotation(text="ground truth", x=1, xref="paper", xanchor="left", y=1.06, showarrow=False,
+                           font={"size": 11})
+    fig.update_layout(template=TEMPLATE, title=title, height=320, showlegend=False, bargap=0.08,
                       xaxis={"title": "second", "dtick": 1}, yaxis={"title": "confidence", "range": [0, 1.18]},
-                      margin={"t": 50, "b": 40, "l": 50, "r": 10})
+                      margin={"t": 50, "b": 40, "l": 50, "r": 90 if truth else 10})
     return fig
 
 
@@ -157,6 +163,7 @@ def comparison(rows: Sequence[dict], title: str = "Untouched vs intervened") -> 
                                  showlegend=i == 0, hovertemplate=f"{name}<br>%{{x}}: %{{y:.4f}}<extra></extra>"),
                           row=i + 1, col=1)
         fig.update_yaxes(title_text=row.get("y_title", ""), row=i + 1, col=1)
+    fig.update_xaxes(type="category")  # every second (or answer) labelled
     fig.update_layout(template=TEMPLATE, title=title, barmode="group", height=80 + 220 * len(rows),
                       margin={"t": 80, "b": 40, "l": 60, "r": 10})
     return fig

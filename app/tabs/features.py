@@ -48,8 +48,9 @@ def build(studio: Studio) -> FeaturesView:
         with gr.Row():
             method = gr.Radio(list(METHODS), value="t-SNE", label="Projection")
             colour = gr.Radio(list(COLOUR_BY), value="class", label="Colour by")
-            go = gr.Button("Project", variant="primary")
-        plot = gr.Plot(plots.message("Press Project to embed the evaluation set"), label="features")
+            go = gr.Button("Project", variant="primary", elem_id="features-project")
+        plot = gr.Plot(plots.message("Press Project to embed the evaluation set"), label="features",
+                       elem_id="features-plot")
     return FeaturesView(task, stream, layer, method, colour, go, plot)
 
 

@@ -36,10 +36,11 @@ def build(studio: Studio) -> FiguresView:
                     "\n".join(f"- **{name}**: {spec.description}" for name, spec in FIGURES.items()))
         with gr.Row():
             name = gr.Dropdown(list(FIGURES), value=next(iter(FIGURES)), label="Figure")
-            make = gr.Button("Make", variant="primary")
-        status = gr.Markdown()
+            make = gr.Button("Make", variant="primary", elem_id="figure-make")
+        status = gr.Markdown(elem_id="figure-status")
         with gr.Row():
-            previews = [gr.Image(label="Preview", type="filepath", interactive=False, height=520, visible=i == 0)
+            previews = [gr.Image(label="Preview", type="filepath", interactive=False, height=520, visible=i == 0,
+                                 elem_id=f"figure-preview-{i}")
                         for i in range(PREVIEWS)]
         files = gr.File(label="Download (PNG, PDF, tables)", file_count="multiple", interactive=False)
     ctx = Context(models=studio.models_root, eval_root=studio.eval_root, cache=cache_dir("analysis"))

@@ -50,12 +50,12 @@ def build(studio: Studio) -> InterveneView:
         with gr.Row():
             layers = gr.CheckboxGroup(studio.layers(), value=[], label="Layers (none ticked: every layer)")
             streams = gr.CheckboxGroup(["audio", "visual"], value=["audio", "visual"], label="Streams")
-            go = gr.Button("Intervene", variant="primary")
-        summary = gr.Markdown()
+            go = gr.Button("Intervene", variant="primary", elem_id="intervene-go")
+        summary = gr.Markdown(elem_id="intervene-summary")
         effects = gr.Plot(plots.message("Every task's output, untouched and intervened, appears here"),
-                          label="effects")
+                          label="effects", elem_id="intervene-effects")
         router = gr.Plot(plots.message("The router weights with and without the override appear here"),
-                         label="router")
+                         label="router", elem_id="intervene-router")
     return InterveneView(mode, weights, expert, layers, streams, go, summary, effects, router)
 
 

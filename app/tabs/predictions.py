@@ -21,6 +21,7 @@ from avmoe.predict import Prediction
 
 GENERIC_QUESTIONS = (KINDS_OF_SOUND, HOW_MANY_SOUNDING, WHERE_LOUDEST, LEFT_LOUDER, fill(ONSET, ["first"]))
 """Questions for any clip, in the training templates' words."""
+MEDIA_HEIGHT = 360  # pixels of the mask gallery and the overlay video side by side (a gallery defaults to taller)
 
 
 @dataclass
@@ -44,20 +45,22 @@ def build(studio: Studio) -> PredictionsView:
             gr.Markdown(studio.missing_note())
         with gr.Row():
             ave = gr.Plot(plots.message("Press Run to see the event per second (AVE)"), label="AVE",
-                          visible="ave" in studio.tasks)
+                          visible="ave" in studio.tasks, elem_id="ave-plot")
             avvp = gr.Plot(plots.message("Press Run to see audio and visual events (AVVP)"), label="AVVP",
-                           visible="avvp" in studio.tasks)
+                           visible="avvp" in studio.tasks, elem_id="avvp-plot")
         segmentation = [f"{t.upper()} {overlays.COLOUR_NAMES[t]}" for t in ("s4", "ms3") if t in studio.tasks]
         with gr.Row(visible=bool(segmentation)):
             gallery = gr.Gallery(label=f"Sounding-object masks on every frame ({', '.join(segmentation)})",
-                                 columns=5, height="auto", object_fit="contain", preview=False)
-            overlay = gr.Video(label="Overlay video", height=360, interactive=False)
+                                 columns=5, height=MEDIA_HEIGHT, object_fit="contain", preview=False,
+                                 elem_id="masks")
+            overlay = gr.Video(label="Overlay video", height=MEDIA_HEIGHT, interactive=False)
         with gr.Row(visible="avqa" in studio.tasks):
             with gr.Column(scale=3):
-                question = gr.Textbox(label="Question about the clip (AVQA)", placeholder=GENERIC_QUESTIONS[0])
+                question = gr.Textbox(label="Question about the clip (AVQA)", placeholder=GENERIC_QUESTIONS[0],
+                                      elem_id="question")
                 suggestions = gr.Dropdown(list(GENERIC_QUESTIONS), value=None, label="Suggested questions")
                 ask = gr.Button("Ask")
-            answer = gr.Label(label="Answer (top 5)", num_top_classes=5)
+            answer = gr.Label(label="Answer (top 5)", num_top_classes=5, elem_id="answer")
         with gr.Accordion("Every task's outputs and router trace as JSON", open=False):
             json_out = gr.JSON()
         api = gr.Button(visible=False)
@@ -123,14 +126,6 @@ def run(studio: Studio, video: Optional[str], condition: str, snr: float, other:
             answer_label(pred), pred.to_dict())
 
 
-def redraw(studio: Studio, session: Optional[Session]) -> tuple:
-    """The AVE and AVVP figures of the session's last Run again (plotly sizes a figure drawn in a hidden tab to a
-    default width, so the tab draws them again when it shows)."""
-    if session is None or session.prediction is None:
-        return gr.skip(), gr.skip()
-    return _ave_figure(studio, session, session.prediction), _avvp_figure(session.prediction)
-
-
 @user_errors
 def ask(studio: Studio, question: str, session: Optional[Session]) -> dict[str, float]:
     """The Ask button: AVQA alone on the session's clip, under the condition of the last Run."""
@@ -170,5 +165,5 @@ def wire(studio: Studio, view: PredictionsView, inputs: Inputs):
     view.suggestions.input(lambda q: q, [view.suggestions], [view.question], api_visibility="private")
     inputs.video.change(partial(suggest, studio), [inputs.video], [view.suggestions], api_visibility="private")
     view.api.click(partial(predict_json, studio), question_inputs, [view.json], api_name="predict")
-    view.tab.select(partial(redraw, studio), [inputs.session], [view.ave, view.avvp], api_visibility="private")
+    view.tab.select(None, js=plots.FIT_PLOTS_JS)
     return event

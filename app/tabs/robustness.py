@@ -54,13 +54,18 @@ def build(studio: Studio) -> RobustnessView:
                     "the current clip.")
         with gr.Row():
             task = gr.Dropdown(tasks, value=tasks[0] if tasks else None, label="Task")
-            evaluate = gr.Button("Evaluate the variants on the evaluation set", variant="primary")
-            current = gr.Button("Compare the variants on the current clip")
+            evaluate = gr.Button("Evaluate the variants on the evaluation set", variant="primary",
+                                 elem_id="robustness-evaluate")
+            current = gr.Button("Compare the variants on the current clip", elem_id="robustness-current")
         headers = ["variant", "metric", *studio.standard_conditions()]
-        table = gr.Dataframe(headers=headers, label="Evaluation set", interactive=False)
-        chart = gr.Plot(plots.message("Press Evaluate to compare the variants"), label="evaluation set")
-        clip_table = gr.Dataframe(headers=headers, label="Current clip", interactive=False)
-        clip_chart = gr.Plot(plots.message("Run a clip, then compare the variants on it"), label="current clip")
+        table = gr.Dataframe(headers=headers, label="Evaluation set", interactive=False,
+                             elem_id="robustness-table")
+        chart = gr.Plot(plots.message("Press Evaluate to compare the variants"), label="evaluation set",
+                        elem_id="robustness-chart")
+        clip_table = gr.Dataframe(headers=headers, label="Current clip", interactive=False,
+                                  elem_id="robustness-clip-table")
+        clip_chart = gr.Plot(plots.message("Run a clip, then compare the variants on it"), label="current clip",
+                             elem_id="robustness-clip-chart")
     return RobustnessView(task, evaluate, table, chart, current, clip_table, clip_chart)
 
 

@@ -44,10 +44,11 @@ def build(studio: Studio) -> RouterView:
         with gr.Row():
             condition = gr.Dropdown(list(CONDITION_LABELS), value="visual only", label="Compare with condition")
             snr = gr.Slider(-20, 30, value=0, step=1, label="SNR (dB) of the compared noise", visible=False)
-            compare = gr.Button("Compare")
+            compare = gr.Button("Compare", elem_id="router-compare")
         heatmap = gr.Plot(plots.message("Press Run to see the router weights"), label="router weights",
                           elem_id="router-heatmap")
-        summary = gr.Plot(plots.message("Expert usage and routing entropy per layer appear here"), label="usage")
+        summary = gr.Plot(plots.message("Expert usage and routing entropy per layer appear here"), label="usage",
+                          elem_id="router-summary")
     return RouterView(tab, task, stream, position, condition, snr, compare, heatmap, summary)
 
 
@@ -98,8 +99,7 @@ def wire(studio: Studio, view: RouterView, inputs: Inputs, run_event) -> None:
     run_event.success(render, [*controls, inputs.session], [view.heatmap, view.summary], api_visibility="private")
     gr.on([c.input for c in controls], render, [*controls, inputs.session], [view.heatmap, view.summary],
           api_name="router")
-    # plotly sizes a figure drawn in a hidden tab to a default width: draw it again when the tab shows
-    view.tab.select(render, [*controls, inputs.session], [view.heatmap, view.summary], api_visibility="private")
+    view.tab.select(None, js=plots.FIT_PLOTS_JS)  # a Run draws the heat-maps while this tab may be hidden
     view.condition.change(lambda label: gr.Slider(visible=label in NOISY), [view.condition], [view.snr],
                           api_visibility="private")
     view.compare.click(partial(compare, studio), [*controls, view.condition, view.snr, inputs.other, inputs.session],
