@@ -15,6 +15,7 @@ if str(REPO) not in sys.path:
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Optional  # noqa: E402
@@ -28,8 +29,16 @@ from avmoe.paths import ASSETS, cache_dir  # noqa: E402
 
 log = logging.getLogger("app")
 
-CONCURRENCY = 2  # events running at once; more users wait in the queue instead of exhausting memory
+# Events running at once; more users wait in the queue instead of exhausting memory. Model forwards are serialised
+# by Studio's lock anyway (the models are shared, and a router override changes their state), so a second slot only
+# lets one request upload, decode or draw while another runs the models; more slots would just hold more decoded
+# clips and activations in memory.
+CONCURRENCY = 2
+# Events waiting beyond those; when it is full a new one is refused at once ("queue is full") rather than left
+# waiting for minutes: a Run takes 0.5-2 s on one CPU thread (more with more task models), so 32 waiting is about a
+# minute at worst. `python -m app.stress load` measures it.
 QUEUE_SIZE = 32
+CLEANUP = (3600, 3 * 3600)  # every hour, delete uploads and served files older than a session's clip state (3 h)
 HEADER = ("# AVMoE Studio\nMixtures of audio-visual experts (NeurIPS 2024): pick a clip and a condition, press "
           "**Run**, then explore what every task model predicts and how its routers weigh the experts.")
 
@@ -41,7 +50,7 @@ def models_root(arg: Optional[str] = None) -> Path:
 
 def build_demo(studio: Studio) -> gr.Blocks:
     """The whole app: the clip panel above the tabs, layout first, then the wiring."""
-    with gr.Blocks(title="AVMoE Studio", analytics_enabled=False) as demo:
+    with gr.Blocks(title="AVMoE Studio", analytics_enabled=False, delete_cache=CLEANUP) as demo:
         gr.Markdown(HEADER)
         panel = clip_panel.build(studio)
         with gr.Tabs():
@@ -85,8 +94,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     if studio.tasks:  # the first forward of each model is slow: do it now, beside the starting server
         threading.Thread(target=studio.warm_up, name="warm-up", daemon=True).start()
     log.info("ready in %.1f s", time.perf_counter() - start)
-    demo.launch(server_name=args.host, server_port=args.port, **launch_options(studio))
+    demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, **launch_options(studio))
+    serve_until_stopped(demo)
     return 0
+
+
+def serve_until_stopped(demo: gr.Blocks) -> None:
+    """Block until Ctrl-C or SIGTERM, then close the app fully. Blocks.close() also ends the clients' heartbeat
+    streams (Gradio's own Ctrl-C handling does not), so the server stops at once and deletes its temporary files."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a container or Space stopping sends SIGTERM
+    try:
+        while demo.is_running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        demo.close()
 
 
 if __name__ == "__main__":

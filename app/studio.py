@@ -36,7 +36,7 @@ EXAMPLES = ASSETS / "examples"
 EVAL = ASSETS / "eval"
 MAIN_VARIANT = "avmoe"
 LIMITS = MediaLimits(max_duration_s=600.0, max_width=3840, max_height=2160, max_file_bytes=200_000_000)
-MAX_UPLOAD = "200mb"  # Gradio's own upload limit, the same as LIMITS.max_file_bytes
+MAX_UPLOAD = LIMITS.max_file_bytes  # Gradio's own upload limit in bytes ("200mb" would be 200 MiB, 5 % more)
 PREDICTION_CACHE = 32  # predictions kept per Studio, keyed by clip, condition, question and override
 
 CONDITION_LABELS = {
@@ -216,11 +216,14 @@ class Studio:
 
     # ------------------------------------------------------------------------------------------------- clips
     def decode(self, path: str | Path) -> Clip:
-        """Decode a media file for the main models; MediaError text names the file, not Gradio's temp path."""
+        """Decode a media file for the main models; error texts name the file, not Gradio's temp path."""
         try:
             return self.predictor().load_clip(path)
         except MediaError as err:
             raise MediaError(str(err).replace(str(path), Path(path).name)) from err
+        except FileNotFoundError as err:  # e.g. an upload the app's hourly cleanup removed while its page stayed open
+            raise FileNotFoundError(f"no such media file: {Path(path).name} is not on the server (any more); "
+                                    f"upload it again or pick an example") from err
 
     def session_for(self, session: Optional[Session], video: Optional[str]) -> Session:
         """The session for `video`: the same one when it holds this file already, else a new one with it decoded."""

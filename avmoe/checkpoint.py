@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -50,7 +51,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        return _load_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError (or others) for anything but plain tensor containers
@@ -62,6 +63,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
     return obj
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except SafetensorError as err:  # a cut or damaged file: the library's own error names no file
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); it is probably truncated or "
+                              f"damaged: download or save it again") from err
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> LoadReport:
@@ -130,7 +139,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module
         if bcfg.weights and not Path(bcfg.weights).is_absolute():
             bcfg.weights = str((directory / bcfg.weights).resolve())
     model = TaskModel(cfg)
-    state = load_file(str(directory / WEIGHTS))
+    state = _load_safetensors(directory / WEIGHTS)
     own = model.state_dict()
     skip = _backbone_keys(cfg)
     expected = {k for k in own if not k.startswith(skip)}
@@ -139,7 +148,8 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module
              for k in expected & set(state) if state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
         raise CheckpointError(f"{directory / WEIGHTS} does not fit its config: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}, wrong shape {wrong[:3]}")
+                              f"unexpected {unexpected[:5]}, wrong shape {wrong[:3]}; restore the config.json "
+                              f"saved with these weights, or save the model again with avmoe.save")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
     return model.to(device).eval()
 

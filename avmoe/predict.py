@@ -121,12 +121,14 @@ class Predictor:
         unknown = [t for t in wanted if t not in self.models]
         if unknown:
             raise ValueError(f"no model loaded for {', '.join(unknown)}; loaded: {', '.join(self.models)}")
+        # A bad question is refused before any model runs (AVQA comes last in the task order).
+        tokens = self._tokenize(self.models["avqa"], question) if "avqa" in wanted else None
         result = Prediction(clip, condition, classes={t: self.models[t].cfg.classes for t in wanted})
         for task in wanted:
-            result.tasks[task] = self._run(self.models[task], clip, question, override)
+            result.tasks[task] = self._run(self.models[task], clip, tokens, override)
         return result
 
-    def _run(self, model: TaskModel, clip: Clip, question: Optional[str],
+    def _run(self, model: TaskModel, clip: Clip, tokens: Optional[torch.Tensor],
              override: Optional[RouterOverride]) -> TaskPrediction:
         t_model, t_clip = model.cfg.segments, clip.num_segments
         if t_clip < t_model:
@@ -139,7 +141,7 @@ class Predictor:
             "audio": torch.stack([clip.audio[s:s + t_model] for s in starts]).to(self.device),
         }
         if model.cfg.task == "avqa":
-            batch["question"] = self._tokenize(model, question).expand(len(starts), -1).to(self.device)
+            batch["question"] = tokens.expand(len(starts), -1).to(self.device)
         with model.override_router(override):
             out = model(batch)
         decoded = model.head.decode(out.outputs)

@@ -42,6 +42,7 @@ _OVERLAY_RGB = np.array([255.0, 48.0, 48.0], dtype=np.float32)
 _TRUNCATION_SLACK_S = 1.0  # decoded video may end this much before the stream's stated end without an error
 _NEAR_CENTRE_S = 0.1  # frames within this of a segment centre are always decoded
 _AUDIO_PREROLL_S = 0.5  # seek this far before the window so the AAC/MP3 decoder has settled when the window starts
+_DAMAGED = "re-upload the complete file or re-encode it (e.g. to H.264 + AAC in mp4)"  # what to do with a bad file
 
 
 class MediaError(ValueError):
@@ -89,7 +90,8 @@ def decode_clip(
     Returns a Clip with frames [T,3,H,W] float in [0,1] and audio [T, sample_rate]. Segments past the end of the
     video repeat its last frame and hold silence; meta has "source", "start", "duration" (s of video; None when the
     file does not say and decoding stopped before its end) and "padded_segments" (segments whose centre lies past the
-    end). A file with no audio stream gives silence with audio_missing=True.
+    end, except the first, which always holds the clip's start however short it is). A file with no audio stream
+    gives silence with audio_missing=True.
     """
     if segments < 1:
         raise ValueError(f"segments={segments} must be at least 1")
@@ -117,7 +119,7 @@ def decode_clip(
             audio = np.zeros(segments * sample_rate, dtype=np.float32)
         else:
             audio = _read_audio(container, audio_stream, origin + start, segments, sample_rate)
-    real = segments if duration is None else min(segments, max(0, math.ceil(duration - start - 0.5)))
+    real = segments if duration is None else min(segments, max(1, math.ceil(duration - start - 0.5)))
     audio[real * sample_rate:] = 0.0  # padded segments are silent, even where an audio stream runs on (AAC padding)
     return Clip(
         frames=torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0),
@@ -199,8 +201,10 @@ def _open(path: Path, limits: MediaLimits | None = None) -> av.container.InputCo
     if limits is not None and size > limits.max_file_bytes:
         raise MediaError(f"{path} is {size / 1e6:.0f} MB, over the {limits.max_file_bytes / 1e6:.0f} MB limit; "
                          f"trim or re-encode it")
+    # max_pixels makes the stream probe in av.open refuse to decode a frame over the limit (8K would take 100+ MB).
+    options = {"max_pixels": str(limits.max_width * limits.max_height)} if limits is not None else None
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options=options)
     except av.FFmpegError as err:
         raise MediaError(_unreadable(path, str(err))) from err
     if not container.streams:
@@ -217,7 +221,8 @@ def _unreadable(path: Path, reason: str) -> str:
     if kind is None:
         return (f"{path} is not a media file PyAV can read ({reason}); "
                 f"expected a video such as mp4, mkv, webm, mov or avi")
-    return f"{path} looks like {kind} but cannot be read ({reason}); the file is probably truncated or corrupt"
+    return (f"{path} looks like {kind} but cannot be read ({reason}); the file is probably truncated or corrupt: "
+            f"{_DAMAGED}")
 
 
 def _describe(container: av.container.InputContainer) -> dict:
@@ -304,15 +309,15 @@ def _read_frames(container, video, centres: list[float], width: int, height: int
                 nearest = cur or prev
             if nearest is None:
                 raise MediaError(f"{container.name}: no video frame could be decoded from {centre - 0.5:.2f} s; the "
-                                 f"start is beyond the end, or the file is truncated or corrupt")
+                                 f"start is beyond the end, or the file is truncated or corrupt: {_DAMAGED}")
             chosen.append(_to_rgb(nearest[0], width, height))
     except av.FFmpegError as err:
-        raise MediaError(f"{container.name}: video data is corrupt or truncated ({err})") from err
+        raise MediaError(f"{container.name}: video data is corrupt or truncated ({err}); {_DAMAGED}") from err
     last = (cur or prev)[1]
     if exhausted and math.isfinite(end) and last < min(centres[-1], end) - 2.0 / fps:
         if last < min(centres[-1], end) - _TRUNCATION_SLACK_S:
             raise MediaError(f"{container.name} appears truncated: its video stream says it lasts until {end:.2f} s "
-                             f"but the data ends at {last:.2f} s")
+                             f"but the data ends at {last:.2f} s; {_DAMAGED}")
         log.warning("%s: video data ends at %.2f s, before the stated %.2f s", container.name, last, end)
     return np.stack(chosen), last + 1.0 / fps if exhausted else math.inf
 
@@ -364,7 +369,7 @@ def _read_audio(container, stream, start: float, segments: int, sample_rate: int
             if first + have >= total:
                 break
     except av.FFmpegError as err:
-        raise MediaError(f"{container.name}: audio data is corrupt or truncated ({err})") from err
+        raise MediaError(f"{container.name}: audio data is corrupt or truncated ({err}); {_DAMAGED}") from err
     window = np.zeros(total, dtype=np.float32)
     if chunks:
         samples = np.concatenate(chunks)[max(0, -first):]
