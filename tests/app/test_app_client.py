@@ -11,9 +11,10 @@ ENDPOINTS = {"/load_clip", "/run", "/ask", "/predict", "/router", "/compare", "/
 
 
 @pytest.fixture(scope="module")
-def client(server, studio):
-    """A client whose session has run the first example (the app keeps a clip per session)."""
-    client = Client(server, verbose=False)
+def client(server, studio, tmp_path_factory):
+    """A client whose session has run the first example (the app keeps a clip per session); the files it
+    downloads go to a pytest temporary folder, not /tmp."""
+    client = Client(server, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
     client.predict(handle_file(str(studio.examples[0].path)), "audio + visual", 0, "second-scene", QUESTION,
                    api_name="/run")
     return client
