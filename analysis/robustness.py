@@ -54,9 +54,7 @@ def robustness_table(model_dirs: Mapping[str, str | Path | TaskModel], clips: Da
     for variant, given in model_dirs.items():
         model = given if isinstance(given, TaskModel) else None
         task = model.cfg.task if model is not None else ModelConfig.load(Path(given) / CONFIG).task
-        path = None
-        if cache is not None:
-            path = Path(cache) / f"robustness-{_key(given, source, classes, batch_size, seed)}.csv"
+        path = None if cache is None else _cache_file(cache, given, source, classes, batch_size, seed)
         cached = _read(path)
         for condition in conditions:
             if condition not in cached:
@@ -74,6 +72,15 @@ def robustness_table(model_dirs: Mapping[str, str | Path | TaskModel], clips: Da
             if progress is not None:
                 progress(done / total, f"{variant}: {condition}")
     return rows
+
+
+def is_cached(model_dirs: Mapping[str, str | Path | TaskModel], clips: Dataset, conditions: Sequence[str],
+              cache: Path, classes: Optional[list[str]] = None, batch_size: int = 8, seed: int = 0) -> bool:
+    """Whether `robustness_table` with these arguments would read every number from `cache` and evaluate nothing
+    (e.g. to offer a comparison only when it is instant)."""
+    source = _describe(clips)
+    return all(set(conditions) <= set(_read(_cache_file(cache, given, source, classes, batch_size, seed)))
+               for given in model_dirs.values())
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -148,6 +155,11 @@ def _append(path: Path, rows: list[dict[str, Any]]) -> None:
     text = csv_text(rows)
     with open(path, "a") as f:
         f.write(text if f.tell() == 0 else text.split("\n", 1)[1])
+
+
+def _cache_file(cache: Path, model: str | Path | TaskModel, source: Any, classes: Optional[list[str]],
+                batch_size: int, seed: int) -> Path:
+    return Path(cache) / f"robustness-{_key(model, source, classes, batch_size, seed)}.csv"
 
 
 def _key(model: str | Path | TaskModel, source: Any, classes: Optional[list[str]], batch_size: int, seed: int) -> str:

@@ -18,12 +18,13 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any, Optional  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
 from app import inputs as clip_panel  # noqa: E402
-from app.studio import EVAL, MAX_UPLOAD, Studio  # noqa: E402
+from app.studio import EVAL, EXAMPLES, MAX_UPLOAD, Studio  # noqa: E402
 from app.tabs import about, features, figures, intervene, predictions, robustness, router  # noqa: E402
 from avmoe.paths import ASSETS, cache_dir  # noqa: E402
 
@@ -43,7 +44,7 @@ HEADER = ("# AVMoE Studio\nMixtures of audio-visual experts (NeurIPS 2024): pick
           "**Run**, then explore what every task model predicts and how its routers weigh the experts.")
 
 
-def models_root(arg: Optional[str] = None) -> Path:
+def models_root(arg: Optional[str | Path] = None) -> Path:
     """--models, else $AVMOE_MODELS, else assets/models."""
     return Path(arg or os.environ.get("AVMOE_MODELS") or ASSETS / "models")
 
@@ -78,6 +79,35 @@ def launch_options(studio: Studio) -> dict[str, Any]:
             "theme": gr.themes.Soft()}
 
 
+@dataclass
+class Served:
+    """A launched app: its Blocks (close it to stop), its Studio, its local URL, the models' warm-up (None without
+    models) and the seconds it took to build the Studio and the Blocks."""
+
+    demo: gr.Blocks
+    studio: Studio
+    url: str
+    warm_up: Optional[threading.Thread]
+    build_s: float
+
+
+def serve(models: Optional[str | Path] = None, eval_root: Path = EVAL, examples: Path = EXAMPLES,
+          host: Optional[str] = None, port: Optional[int] = None, quiet: bool = False) -> Served:
+    """Build the Studio and the app, start the models' warm-up (their first forward is slow) beside the starting
+    server, and launch without blocking. `models` as for `models_root`; host and port default to Gradio's."""
+    start = time.perf_counter()
+    studio = Studio(models_root(models), examples_dir=examples, eval_root=eval_root)
+    demo = build_demo(studio)
+    build_s = time.perf_counter() - start
+    log.info("built in %.1f s", build_s)
+    warm_up = threading.Thread(target=studio.warm_up, name="warm-up", daemon=True) if studio.tasks else None
+    if warm_up is not None:
+        warm_up.start()
+    _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet,
+                            **launch_options(studio))
+    return Served(demo, studio, url, warm_up, build_s)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="folder of <task>-<variant>/ model folders (default $AVMOE_MODELS, "
@@ -88,14 +118,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="server port (default: Gradio's, 7860)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    start = time.perf_counter()
-    studio = Studio(models_root(args.models), eval_root=args.eval)
-    demo = build_demo(studio)
-    if studio.tasks:  # the first forward of each model is slow: do it now, beside the starting server
-        threading.Thread(target=studio.warm_up, name="warm-up", daemon=True).start()
-    log.info("ready in %.1f s", time.perf_counter() - start)
-    demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, **launch_options(studio))
-    serve_until_stopped(demo)
+    serve_until_stopped(serve(args.models, args.eval, host=args.host, port=args.port).demo)
     return 0
 
 

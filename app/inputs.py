@@ -77,5 +77,7 @@ def show_condition_controls(label: str) -> tuple[gr.Slider, gr.Dropdown]:
 def wire(studio: Studio, inputs: Inputs) -> None:
     inputs.condition.change(show_condition_controls, [inputs.condition], [inputs.snr, inputs.other],
                             api_visibility="private")
+    # No progress on the clip info: Gradio would cover its text with a red "Error" badge when a file is refused
+    # (the message itself is a toast).
     inputs.video.change(partial(load_clip, studio), [inputs.video, inputs.session], [inputs.session, inputs.info],
-                        api_name="load_clip")
+                        api_name="load_clip", show_progress="hidden")

@@ -66,8 +66,18 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (ValueError, FileNotFoundError) as err:
-            raise gr.Error(str(err), title="Cannot do that") from err
+            title = "Cannot use this file" if isinstance(err, (MediaError, FileNotFoundError)) else "Cannot do that"
+            raise gr.Error(str(err), title=title) from err
     return wrapper
+
+
+def _plain_media_error(err: MediaError, path: str | Path) -> str:
+    """A media error's text for the user: the file's name instead of its server path, and without the decoder's
+    own words in brackets (the error's cause, e.g. "[Errno 1094995529] Invalid data found when processing ...")."""
+    text = str(err)
+    if err.__cause__ is not None:
+        text = text.replace(f" ({err.__cause__})", "")
+    return text.replace(str(path), Path(path).name)
 
 
 @dataclass(frozen=True)
@@ -216,11 +226,13 @@ class Studio:
 
     # ------------------------------------------------------------------------------------------------- clips
     def decode(self, path: str | Path) -> Clip:
-        """Decode a media file for the main models; error texts name the file, not Gradio's temp path."""
+        """Decode a media file for the main models; error texts as `_plain_media_error` words them, details to the
+        log."""
         try:
             return self.predictor().load_clip(path)
         except MediaError as err:
-            raise MediaError(str(err).replace(str(path), Path(path).name)) from err
+            log.info("cannot decode %s: %s", path, err)
+            raise MediaError(_plain_media_error(err, path)) from err
         except FileNotFoundError as err:  # e.g. an upload the app's hourly cleanup removed while its page stayed open
             raise FileNotFoundError(f"no such media file: {Path(path).name} is not on the server (any more); "
                                     f"upload it again or pick an example") from err

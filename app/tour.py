@@ -14,23 +14,19 @@ import os
 import resource
 import statistics
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import gradio as gr
 import httpx
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from analysis.robustness import _describe, _key, _read
-from app.app import build_demo, launch_options, models_root
+from app.app import Served, serve
 from app.studio import EVAL, EXAMPLES, Example, Studio, condition_string
-from app.tabs.robustness import tasks_with_variants
-from avmoe.config import VARIANTS
+from app.tabs.robustness import evaluation_cached, tasks_with_variants
 from avmoe.data.media import probe
 from avmoe.paths import cache_dir
 
@@ -90,21 +86,6 @@ def ten_second_example(studio: Studio) -> tuple[Example, float]:
     return best, durations[best.name]
 
 
-def eval_set_cached(studio: Studio, task: str) -> bool:
-    """Whether the Robustness tab's evaluation-set table of `task` is cached for every variant and condition.
-
-    analysis.robustness has no public way to ask, so this rebuilds its cache key (robustness_table's defaults)."""
-    try:
-        source = _describe(studio.eval_set(task))
-    except ValueError:
-        return False
-    folder = cache_dir("app", "robustness")
-    dirs = [studio.models[v][task] for v in VARIANTS if task in studio.models.get(v, {})]
-    return bool(dirs) and all(
-        set(studio.standard_conditions()) <= set(_read(folder / f"robustness-{_key(d, source, None, 8, 0)}.csv"))
-        for d in dirs)
-
-
 # ---------------------------------------------------------------------------------------------------- serving
 def _serves(url: str) -> bool:
     try:
@@ -113,37 +94,30 @@ def _serves(url: str) -> bool:
         return False
 
 
-@dataclass
-class Served:
-    demo: gr.Blocks
-    studio: Studio
-    url: str
-    startup: dict[str, float]
-
-
-def serve(models: Optional[str] = None, eval_root: Path = EVAL, examples: Path = EXAMPLES,
-          timeout_s: float = 300.0) -> Served:
-    """Build and launch the app as app/app.py's main does (warm-up beside the starting server), on 127.0.0.1 and
-    a free port; returns once the page is served and the warm-up is done."""
-    studio = Studio(models_root(models), examples_dir=examples, eval_root=eval_root)
-    demo = build_demo(studio)
-    built = process_age_s()
-    warm = threading.Thread(target=studio.warm_up, name="warm-up", daemon=True)
-    if studio.tasks:
-        warm.start()
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_options(studio))
+def serve_warm(models: Optional[str] = None, eval_root: Path = EVAL, examples: Path = EXAMPLES,
+               timeout_s: float = 300.0) -> tuple[Served, dict[str, float]]:
+    """app.app.serve on 127.0.0.1 and a free port, once the page is served and the warm-up is done; with the
+    start-up numbers (seconds since process start when built, served and warm; memory after the warm-up)."""
+    started = process_age_s()
+    served = serve(models, eval_root, examples, host="127.0.0.1", quiet=True)
     deadline = time.monotonic() + timeout_s
-    while not _serves(url):
-        if time.monotonic() > deadline:
-            raise TourError(f"the app at {url} did not serve its page within {timeout_s:.0f} s")
-        time.sleep(0.05)
-    served = process_age_s()
-    warm.join(max(1.0, deadline - time.monotonic()))
-    if warm.is_alive():
-        raise TourError(f"the models' warm-up took over {timeout_s:.0f} s")
-    startup = {"process_to_built_s": built, "process_to_served_s": served, "process_to_warm_s": process_age_s()}
+    try:
+        while not _serves(served.url):
+            if time.monotonic() > deadline:
+                raise TourError(f"the app at {served.url} did not serve its page within {timeout_s:.0f} s")
+            time.sleep(0.05)
+        served_at = process_age_s()
+        if served.warm_up is not None:
+            served.warm_up.join(max(1.0, deadline - time.monotonic()))
+            if served.warm_up.is_alive():
+                raise TourError(f"the models' warm-up took over {timeout_s:.0f} s")
+    except TourError:
+        served.demo.close()
+        raise
+    startup = {"process_to_built_s": started + served.build_s, "process_to_served_s": served_at,
+               "process_to_warm_s": process_age_s()}
     startup = {k: round(v, 2) for k, v in startup.items()}
-    return Served(demo, studio, url, {**startup, **{f"{k}_after_warm_up": v for k, v in memory_mb().items()}})
+    return served, {**startup, **{f"{k}_after_warm_up": v for k, v in memory_mb().items()}}
 
 
 # ----------------------------------------------------------------------------------------------------- the tour
@@ -314,7 +288,7 @@ class Tour:
 
     def robustness(self) -> str:
         task = tasks_with_variants(self.studio)[0]
-        cached = eval_set_cached(self.studio, task)
+        cached = evaluation_cached(self.studio, task)
         if cached:
             self.click("#robustness-evaluate")
             self.wait([("robustness-chart", ["evaluation clips"])], f"the cached evaluation-set table of {task}")
@@ -440,9 +414,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for any one result")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    served = serve(args.models, args.eval, args.examples, args.timeout)
+    served, startup = serve_warm(args.models, args.eval, args.examples, args.timeout)
     try:
-        result = tour(served.url, served.studio, args.out, args.repeats, args.timeout, served.startup)
+        result = tour(served.url, served.studio, args.out, args.repeats, args.timeout, startup)
     finally:
         served.demo.close()
     print(table(result))

@@ -93,8 +93,7 @@ def _segmentation(pred: Prediction) -> tuple[list, Optional[str]]:
     if not masks:
         return [], None
     frames = overlays.overlay_frames(pred.clip, masks)
-    captions = [" · ".join([f"{t} s"] + [f"{task.upper()} {float(m[t].float().mean()):.0%}"
-                                         for task, m in masks.items()]) for t in range(len(frames))]
+    captions = [f"{t} s" for t in range(len(frames))]  # a thumbnail fits no more; each mask's area is in the JSON
     return list(zip(frames, captions)), str(overlays.overlay_video(pred.clip, frames))
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Optional
 
 import gradio as gr
 import torch
 
-from analysis.robustness import robustness_table
+from analysis.robustness import is_cached, robustness_table
 from app import overlays, plots
 from app.inputs import Inputs
 from app.studio import Session, Studio, user_errors
@@ -82,10 +83,25 @@ def pivot(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"headers": ["variant", "metric", *conditions], "data": data}
 
 
+def variant_dirs(studio: Studio, task: str) -> dict[str, Path]:
+    """variant -> model directory of every variant that has a `task` model."""
+    return {v: studio.models[v][task] for v in VARIANTS if task in studio.models.get(v, {})}
+
+
+def evaluation_cached(studio: Studio, task: str) -> bool:
+    """Whether Evaluate would read every number of `task` from the disk cache (no evaluation set or model: False)."""
+    dirs = variant_dirs(studio, task)
+    try:
+        clips = studio.eval_set(task)
+    except ValueError:
+        return False
+    return bool(dirs) and is_cached(dirs, clips, studio.standard_conditions(), cache_dir("app", "robustness"))
+
+
 @user_errors
 def evaluate_set(studio: Studio, task: str, progress: gr.Progress = gr.Progress()) -> tuple:
     """Official metrics of every variant of `task` under every standard condition on the evaluation set."""
-    dirs = {v: studio.models[v][task] for v in VARIANTS if task in studio.models.get(v, {})}
+    dirs = variant_dirs(studio, task)
     if not dirs:
         raise ValueError(f"no {task} model of any variant under {studio.models_root}")
     clips = studio.eval_set(task)
@@ -119,7 +135,7 @@ def compare_clip(studio: Studio, task: str, session: Optional[Session],
     session.require_clip()
     if task == "avqa" and not session.question:
         raise ValueError("AVQA needs a question: type one in the Predictions tab and press Run")
-    variants = [v for v in VARIANTS if task in studio.models.get(v, {})]
+    variants = list(variant_dirs(studio, task))
     other = studio.other_example(session)
     conditions = studio.standard_conditions(mismatched=other is not None)  # "av" first: the reference
     rows, total = [], len(variants) * len(conditions)

@@ -55,11 +55,13 @@ def build(studio: Studio) -> RouterView:
 def panel(pred: Prediction, task: str, stream: str, position: str) -> tuple[np.ndarray, list[str], list[int]]:
     """Router weights of one task, stream and position: [layers, seconds, experts], expert names, layer indices."""
     if task not in pred.tasks:
-        raise ValueError(f"the {task} model did not run" + (" (type a question for AVQA)" if task == "avqa" else ""))
+        advice = ("type a question in the Predictions tab and press Run again" if task == "avqa" else
+                  f"pick a task model that ran: {', '.join(pred.tasks)}")
+        raise ValueError(f"the {task} model did not run on this clip; {advice}")
     trace = pred.tasks[task].trace
     keys = trace.keys(stream, position)
     if not keys:
-        raise ValueError(f"the {task} model has no router at {stream}/{position}")
+        raise ValueError(f"the {task} model has no router at {stream}/{position}; pick another stream or position")
     return trace.stack(stream, position)[:, 0].numpy(), list(trace.experts[keys[0]]), [k[1] for k in keys]
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from analysis.robustness import read_csv, robustness_table, to_latex, write_csv
+from analysis.robustness import is_cached, read_csv, robustness_table, to_latex, write_csv
 from avmoe.evaluate import evaluate
 
 
@@ -16,6 +16,7 @@ def test_rows_equal_evaluate_and_the_cache_is_used_until_the_model_changes(asset
     clips = ctx.clips_for("ave", model.cfg)
     directory = root / "models" / "ave-avmoe"
     seen = []
+    assert not is_cached({"avmoe": directory}, clips, ["audio-noise:0"], tmp_path)
     rows = robustness_table({"avmoe": directory}, clips, ["audio-noise:0"], cache=tmp_path,
                             progress=lambda f, m: seen.append((f, m)))
     expected = evaluate(model, clips, model.cfg.classes, "audio-noise:0")
@@ -24,11 +25,15 @@ def test_rows_equal_evaluate_and_the_cache_is_used_until_the_model_changes(asset
     assert all((r["variant"], r["task"], r["condition"]) == ("avmoe", "ave", "audio-noise:0") for r in rows)
     assert seen == [(1.0, "avmoe: audio-noise:0")]
     (cache_file,) = tmp_path.glob("robustness-*.csv")
+    assert is_cached({"avmoe": directory}, clips, ["audio-noise:0"], tmp_path)
+    assert not is_cached({"avmoe": directory}, clips, ["audio-noise:0", "visual-only"], tmp_path)
+    assert not is_cached({"avmoe": directory}, clips, ["audio-noise:0"], tmp_path, seed=1)  # other settings
     cache_file.write_text(re.sub(r"accuracy,[^\n]*", "accuracy,12.5", cache_file.read_text()))
     cached = robustness_table({"avmoe": directory}, clips, ["audio-noise:0"], cache=tmp_path)
     assert {r["metric"]: r["value"] for r in cached}["accuracy"] == 12.5  # read back, not recomputed
     weights = directory / "model.safetensors"
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert not is_cached({"avmoe": directory}, clips, ["audio-noise:0"], tmp_path)  # the model changed
     fresh = robustness_table({"avmoe": directory}, clips, ["audio-noise:0"], cache=tmp_path)
     assert {r["metric"]: r["value"] for r in fresh}["accuracy"] == expected["accuracy"]
     assert len(list(tmp_path.glob("robustness-*.csv"))) == 2

@@ -29,7 +29,7 @@ def test_run_shows_every_task_of_an_example(studio, ran):
     np.testing.assert_allclose(bars.y, pred.tasks["ave"].outputs["confidence"].numpy(), rtol=1e-6)
     assert list(truth.text) == [t or "-" for t in studio.examples[0].ave[:4]]
     assert avvp.layout.title.text.startswith("Audio and visual events (AVVP)")
-    assert len(gallery) == 4 and gallery[3][1].startswith("3 s · S4 ") and "MS3" in gallery[3][1]
+    assert len(gallery) == 4 and [caption for _, caption in gallery] == ["0 s", "1 s", "2 s", "3 s"]
     assert Path(overlay).is_file() and Path(overlay).suffix == ".mp4"
     assert len(answer) == 5 and set(answer) <= set(get_world("shapes").answer_vocab)
     assert list(answer.values()) == sorted(answer.values(), reverse=True)
@@ -41,13 +41,22 @@ def test_run_on_an_upload_under_noise_without_a_question(studio, upload):
     assert "**my upload.mp4**: 12.0 s" in info and "audio-noise:10" in info
     assert answer is None and "avqa" not in summary["tasks"] and summary["condition"] == "audio-noise:10"
     assert session.clip.num_segments == 4
+    with pytest.raises(gr.Error, match="the avqa model did not run on this clip; type a question in the Predictions"):
+        router.render("avqa", "visual", "p1", session)
 
 
 def test_run_rejects_bad_input(studio, bad_files):
-    for name, text in (("not_media", "is not a media file"), ("audio_only", "has no video stream"),
+    for name, text in (("not_media", "notes.mp4 is not a media file"), ("audio_only", "has no video stream"),
                        ("too_long", "over the 20 s limit"), ("too_large", "over the 3 MB limit")):
-        with pytest.raises(gr.Error, match=text):
+        with pytest.raises(gr.Error, match=text) as refused:
             predictions.run(studio, str(bad_files[name]), "audio + visual", 0, None, "", None)
+        assert refused.value.title == "Cannot use this file"
+        assert str(bad_files[name].parent) not in refused.value.message
+    with pytest.raises(gr.Error) as refused:
+        load_clip(studio, str(bad_files["not_media"]), None)
+    assert refused.value.message == ("notes.mp4 is not a media file PyAV can read; expected a video such as mp4, "
+                                     "mkv, webm, mov or avi")  # without FFmpeg's "[Errno ...] Invalid data found"
+    assert "[Errno " in str(refused.value.__cause__.__cause__)  # the library's own error keeps the details
     with pytest.raises(gr.Error, match="no video"):
         predictions.run(studio, None, "audio + visual", 0, None, "", None)
     with pytest.raises(gr.Error, match="needs the other clip"):
@@ -121,8 +130,12 @@ def test_intervene_pins_the_router_and_reports_every_task(studio, ran):
                                                                                    ("audio",))
 
 
-def test_robustness_on_the_evaluation_set_and_the_current_clip(studio, ran):
+def test_robustness_on_the_evaluation_set_and_the_current_clip(studio, ran, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVMOE_CACHE", str(tmp_path))  # an empty cache: the first Evaluate computes
+    assert not robustness.evaluation_cached(studio, "ave")
     table, chart = robustness.evaluate_set(studio, "ave")
+    assert robustness.evaluation_cached(studio, "ave")
+    assert not robustness.evaluation_cached(studio, "s4")  # no evaluation set
     assert table["headers"] == ["variant", "metric", "av", "visual-only", "mismatched"]
     rows = {(r[0], r[1]): r[2:] for r in table["data"]}
     assert ("avmoe", "accuracy") in rows and ("frozen", "accuracy") in rows
