@@ -59,6 +59,7 @@ class TrainConfig:
     save_every: int = 0  # also write last.pt every N optimizer steps (0 = once per epoch)
     pause_after: int = 0  # stop after this many optimizer steps as if interrupted (resume later with --resume)
     eval_test: bool = True
+    cache_clips: bool = True  # keep rendered scene-world train clips in memory (~4 MB per 10-s clip) across epochs
     conditions: tuple[str, ...] = CONDITIONS  # the test split is evaluated under each
 
 
@@ -150,7 +151,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     seed_everything(cfg.seed + rank)
     preset = apply_overrides(get_preset(cfg.preset), cfg.overrides)  # the clips follow overridden segments etc.
     spec = DataSpec(preset.task, cfg.world, cfg.data, tuple(cfg.sizes))
-    data = open_task_data(spec, preset.frame_size, preset.sample_rate, preset.segments, cache_train=True)
+    data = open_task_data(spec, preset.frame_size, preset.sample_rate, preset.segments,
+                          cache_train=cfg.cache_clips)
     model = build_for_data(cfg, data).to(device)
     collate = Collate(preset.task, data.classes, data.question_words, model.cfg.head.question_len)
     train_set = data.splits["train"]
@@ -329,6 +331,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--no-test", action="store_true", help="skip the final test evaluation")
+    parser.add_argument("--no-clip-cache", action="store_true",
+                        help="render scene clips every epoch instead of keeping them in memory")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS),
                         help="conditions of the final test evaluation (default: the standard set)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -356,7 +360,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        accum=args.accum, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
                        grad_clip=args.grad_clip, seed=args.seed, bf16=args.bf16, workers=args.workers,
                        max_steps=args.max_steps, save_every=args.save_every, pause_after=args.pause_after,
-                       eval_test=not args.no_test, conditions=tuple(args.conditions))
+                       eval_test=not args.no_test, cache_clips=not args.no_clip_cache,
+                       conditions=tuple(args.conditions))
 
 
 def run(args: argparse.Namespace) -> int:
