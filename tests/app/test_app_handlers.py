@@ -179,8 +179,9 @@ def test_features_embed_the_evaluation_set_with_the_clip(studio, ran):
     assert sum(len(t.x) for t in fig.data) == 3 * 4 + 1
 
 
-def test_figures_are_made_as_png_and_pdf(studio):
-    ctx = Context(models=studio.models_root, eval_root=studio.eval_root, cache=None, clips=2)
+def test_figures_are_made_as_png_and_pdf(studio, tmp_path):
+    ctx = Context(models=studio.models_root, eval_root=studio.eval_root, cache=None, clips=2,
+                  ablation=tmp_path / "no_ablation.json")
     status, first, second, files = figures.make_figure(ctx, "router_weights")
     names = {Path(f).name for f in files}
     assert "**router_weights**" in status and {"router_weights.png", "router_weights.pdf"} <= names
