@@ -88,12 +88,13 @@ def expert_usage_figure(rows: Sequence[dict[str, Any]], conditions: Optional[Seq
                      experts, [condition_label(c) for c in conditions], f"{stream}/condition")
             _stacked(axes[row, 1], [u for u in by_class if u["stream"] == stream], "class", classes, experts,
                      classes, f"{stream}/class")
-            axes[row, 0].set_ylabel(f"{STREAMS[stream]}\nmean router weight")
+            axes[row, 0].set_ylabel(STREAMS[stream])
             for ax in axes[row]:
                 ax.tick_params(axis="x", labelbottom=row == 1, rotation=30 if ax is axes[row, 0] else 45)
                 for label in ax.get_xticklabels():
                     label.set_horizontalalignment("right")
         axes[0, 0].set_title("By input condition")
+        fig.supylabel("mean router weight", fontsize="medium")
         axes[0, 1].set_title(f"By event class ({condition_label(class_condition)})")
         fig.legend(handles=[Patch(color=expert_colour(e), label=expert_label(e)) for e in experts],
                    loc="outside upper center", ncols=len(experts))
