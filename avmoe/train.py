@@ -59,6 +59,7 @@ class TrainConfig:
     save_every: int = 0  # also write last.pt every N optimizer steps (0 = once per epoch)
     pause_after: int = 0  # stop after this many optimizer steps as if interrupted (resume later with --resume)
     eval_test: bool = True
+    gate_lr_scale: float = 1.0  # learning-rate multiplier of the zero-initialised adapter gates (official: 1)
     cache_clips: bool = True  # keep rendered scene-world train clips in memory (~4 MB per 10-s clip) across epochs
     conditions: tuple[str, ...] = CONDITIONS  # the test split is evaluated under each
 
@@ -162,10 +163,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                         num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0,
                         generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG for the model
     params = model.trainable_parameters()
+    gates = {id(p) for n, p in model.named_parameters() if p.requires_grad and n.endswith("gate")}
     decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    no_decay = [p for p in params if p.ndim < 2 and id(p) not in gates]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+                                   {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+                                   {"params": [p for p in params if id(p) in gates], "weight_decay": 0.0,
+                                    "lr_scale": cfg.gate_lr_scale}], lr=cfg.lr)
     steps_per_epoch = max(1, len(loader) // cfg.accum)
     total = cfg.epochs * steps_per_epoch if not cfg.max_steps else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -216,7 +220,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 continue
             lr = lr_at(state["step"], total, cfg.lr, cfg.warmup)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -331,6 +335,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--no-test", action="store_true", help="skip the final test evaluation")
+    parser.add_argument("--gate-lr-scale", type=float, default=d.gate_lr_scale,
+                        help="learning-rate multiplier of the zero-initialised adapter gates (1 = official)")
     parser.add_argument("--no-clip-cache", action="store_true",
                         help="render scene clips every epoch instead of keeping them in memory")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS),
@@ -360,7 +366,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        accum=args.accum, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
                        grad_clip=args.grad_clip, seed=args.seed, bf16=args.bf16, workers=args.workers,
                        max_steps=args.max_steps, save_every=args.save_every, pause_after=args.pause_after,
-                       eval_test=not args.no_test, cache_clips=not args.no_clip_cache,
+                       eval_test=not args.no_test, cache_clips=not args.no_clip_cache, gate_lr_scale=args.gate_lr_scale,
                        conditions=tuple(args.conditions))
 
 

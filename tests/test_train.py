@@ -70,3 +70,10 @@ def test_schedule_and_modality_dropout():
     assert not (no_audio & changed_frames).any()  # one modality at most per clip
     f2, a2 = modality_dropout(frames, audio, 0.5, seed=1)
     assert torch.equal(f, f2) and torch.equal(a, a2)
+
+
+def test_gate_lr_scale_zero_keeps_the_adapter_gates_at_zero(tmp_path):
+    train(TrainConfig(out=str(tmp_path), eval_test=False, gate_lr_scale=0.0, **{**SMALL, "epochs": 1}))
+    state = torch.load(tmp_path / "last.pt", weights_only=True)["model"]
+    gates = [k for k in state if "adapters" in k and k.endswith("gate")]
+    assert gates and all(float(state[k].abs().max()) == 0.0 for k in gates)  # zero-initialised and never moved
