@@ -43,8 +43,8 @@ def results_markdown(cards: list[tuple[str, dict[str, Any]]]) -> str:
     routing.append(["---"] * len(routing[0]))
     for name, card in cards:
         test = card.get("test", {})
-        if "router_cma_share_audio" not in test.get("av", {}):
-            continue  # models without a router (single-expert variants)
+        if _variant(card) != "avmoe" or "router_cma_share_audio" not in test.get("av", {}):
+            continue  # single-expert variants have no router: their one expert always gets weight 1
         routing.append([f"`{name}`"] + [_share(test.get(c, {}).get(f"router_cma_share_{s}"))
                                         for s in ("audio", "visual") for c in ROUTING_CONDITIONS])
     return "\n".join([_table(rows), "", "Share of the routing weight on the cross-modal experts (test split, "
