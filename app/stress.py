@@ -511,14 +511,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def peak_rss_mb(pid: int) -> Optional[float]:
-    """The process's peak resident memory (VmHWM, Linux /proc) in MB; None where /proc has no such file."""
+def memory_mb(pid: int | str = "self") -> dict[str, float]:
+    """A process's resident memory now and at its peak in MB (Linux /proc); empty where /proc has no such file."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return None
-    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
-    return None if kb is None else round(kb / 1024, 1)
+        return {}
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {name: round(int(fields[key].split()[0]) / 1024, 1)
+            for name, key in (("rss_mb", "VmRSS"), ("peak_rss_mb", "VmHWM")) if key in fields}
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
@@ -618,7 +619,7 @@ def run_load(users: int, requests: int, clip: Path, out: Path, models: Optional[
         with ThreadPoolExecutor(users) as pool:
             list(pool.map(lambda i: _user(url, i, requests, request, deadline, tally), range(users)))
         wall, startup = time.monotonic() - begun, begun - started
-        peak = peak_rss_mb(proc.pid)
+        peak = memory_mb(proc.pid).get("peak_rss_mb")
     finally:
         _stop(proc)
     p50, p95, top = (float(np.percentile(tally.latencies, q)) if tally.latencies else math.nan for q in (50, 95, 100))

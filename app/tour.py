@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app.app import Served, serve
+from app.stress import memory_mb
 from app.studio import EVAL, EXAMPLES, Example, Studio, condition_string
 from app.tabs.robustness import evaluation_cached, tasks_with_variants
 from avmoe.data.media import probe
@@ -65,16 +65,6 @@ def process_age_s() -> float:
     """Seconds since this process started (Linux /proc), so start-up includes the imports."""
     ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
     return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
-
-
-def memory_mb() -> dict[str, float]:
-    """This process's resident memory now and at its peak, in MB (/proc, else getrusage's peak only)."""
-    try:
-        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-        return {"rss_mb": round(int(status["VmRSS"].split()[0]) / 1024, 1),
-                "peak_rss_mb": round(int(status["VmHWM"].split()[0]) / 1024, 1)}
-    except (OSError, KeyError):
-        return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 def ten_second_example(studio: Studio) -> tuple[Example, float]:
