@@ -31,6 +31,7 @@ from avmoe.data.corrupt import CONDITIONS, apply_to_batch
 from avmoe.data.tasks import Collate, DataSpec, TaskData, open_task_data
 from avmoe.evaluate import PRIMARY, evaluate
 from avmoe.model import TaskModel
+from avmoe.probe import warm_up_head
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class TrainConfig:
     pause_after: int = 0  # stop after this many optimizer steps as if interrupted (resume later with --resume)
     eval_test: bool = True
     gate_lr_scale: float = 1.0  # learning-rate multiplier of the zero-initialised adapter gates (official: 1)
+    head_warmup: int = 0  # first train the head alone for this many steps on cached features (AVE, AVVP; see probe)
     cache_clips: bool = True  # keep rendered scene-world train clips in memory (~4 MB per 10-s clip) across epochs
     conditions: tuple[str, ...] = CONDITIONS  # the test split is evaluated under each
 
@@ -172,7 +174,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                                     "lr_scale": cfg.gate_lr_scale}], lr=cfg.lr)
     steps_per_epoch = max(1, len(loader) // cfg.accum)
     total = cfg.epochs * steps_per_epoch if not cfg.max_steps else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     state = {"epoch": 0, "batch": 0, "step": 0, "best": -math.inf, "history": []}
     if resume and (out / "last.pt").is_file():
@@ -183,6 +184,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         torch.set_rng_state(ckpt["rng"])
         log.info("resumed from %s at epoch %d batch %d step %d", out / "last.pt", state["epoch"], state["batch"],
                  state["step"])
+    elif cfg.head_warmup:  # every rank warms up; DDP then broadcasts rank 0's head
+        state["head_warmup_loss"] = warm_up_head(model, train_set, collate, cfg.head_warmup, cfg.batch_size, cfg.lr,
+                                                 cfg.weight_decay, cfg.grad_clip, cfg.seed, device)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     def save_last() -> None:
         if main_process:
@@ -198,6 +203,26 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         log_csv.writerow(["time", "epoch", "step", "loss", "lr", "split", "metric", "value"])
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     started = time.time()
+
+    def validate(epoch: int) -> None:
+        """Score the model on the validation split, log it, and keep it as best/ if it is the best so far."""
+        val = evaluate(model, data.splits["val"], data.classes, "av", cfg.batch_size, seed=cfg.seed,
+                       workers=cfg.workers, question_words=data.question_words)
+        score = val[PRIMARY[preset.task]]
+        state["history"].append({"epoch": epoch, "step": state["step"], "val": val})
+        log.info("epoch %d val %s = %.2f", epoch, PRIMARY[preset.task], score)
+        for name, value in val.items():
+            if isinstance(value, float):
+                if writer is not None:
+                    writer.add_scalar(f"val/{name}", value, state["step"])
+                log_csv.writerow([round(time.time() - started, 1), epoch, state["step"], "", "", "val", name,
+                                  round(value, 4)])
+        if score > state["best"]:
+            state["best"] = score
+            avmoe.save(model, out / "best")
+
+    if main_process and "head_warmup_loss" in state and not state["history"]:
+        validate(0)  # the warmed-up head on the untrained encoder: what the fine-tuning starts from
     done = state["step"] >= total
     while state["epoch"] < cfg.epochs and not done:
         epoch = state["epoch"]
@@ -250,20 +275,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             bar.close()
         state["epoch"], state["batch"] = epoch + 1, 0
         if main_process:
-            val = evaluate(model, data.splits["val"], data.classes, "av", cfg.batch_size, seed=cfg.seed,
-                           workers=cfg.workers, question_words=data.question_words)
-            score = val[PRIMARY[preset.task]]
-            state["history"].append({"epoch": epoch + 1, "step": state["step"], "val": val})
-            log.info("epoch %d val %s = %.2f", epoch + 1, PRIMARY[preset.task], score)
-            for name, value in val.items():
-                if isinstance(value, float):
-                    if writer is not None:
-                        writer.add_scalar(f"val/{name}", value, state["step"])
-                    log_csv.writerow([round(time.time() - started, 1), epoch + 1, state["step"], "", "", "val",
-                                      name, round(value, 4)])
-            if score > state["best"]:
-                state["best"] = score
-                avmoe.save(model, out / "best")
+            validate(epoch + 1)
         save_last()
     if world > 1:
         dist.barrier()
@@ -337,6 +349,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-test", action="store_true", help="skip the final test evaluation")
     parser.add_argument("--gate-lr-scale", type=float, default=d.gate_lr_scale,
                         help="learning-rate multiplier of the zero-initialised adapter gates (1 = official)")
+    parser.add_argument("--head-warmup", type=int, default=d.head_warmup, metavar="STEPS",
+                        help="first train the head alone for STEPS steps on cached encoder features (AVE, AVVP)")
     parser.add_argument("--no-clip-cache", action="store_true",
                         help="render scene clips every epoch instead of keeping them in memory")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS),
@@ -367,6 +381,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        grad_clip=args.grad_clip, seed=args.seed, bf16=args.bf16, workers=args.workers,
                        max_steps=args.max_steps, save_every=args.save_every, pause_after=args.pause_after,
                        eval_test=not args.no_test, cache_clips=not args.no_clip_cache, gate_lr_scale=args.gate_lr_scale,
+                       head_warmup=args.head_warmup,
                        conditions=tuple(args.conditions))
 
 

@@ -114,6 +114,7 @@ class AVVPHead(Head):
 
 def _bce(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean binary cross-entropy on probabilities (torch's BCELoss), in float32 with autocast off: autocast refuses
-    BCE on probabilities."""
+    BCE on probabilities. The HAN pooling can exceed 1 (it sums attention-weighted probabilities over both
+    modalities) and torch's BCE raises on that, so the probabilities are clamped to [0, 1] first."""
     with torch.autocast(prob.device.type, enabled=False):
-        return F.binary_cross_entropy(prob.float(), target.float())
+        return F.binary_cross_entropy(prob.float().clamp(0.0, 1.0), target.float())

@@ -71,3 +71,12 @@ def test_decode_matches_metric(head: AVVPHead) -> None:
 
 def test_no_cross_sample_leakage(head: AVVPHead) -> None:
     assert_no_leakage(head)
+
+
+def test_loss_accepts_pooled_probabilities_above_one(head: AVVPHead) -> None:
+    # HAN's global pooling sums attention-weighted probabilities over both modalities, which can exceed 1.
+    outputs = {"global_prob": torch.full((1, 25), 1.2), "a_prob": torch.full((1, 25), 0.5),
+               "v_prob": torch.full((1, 25), 0.5)}
+    losses = head.loss(outputs, {"avvp_weak": torch.ones(1, 25)})
+    assert float(losses["global"]) == 0.0  # clamped to 1, the target
+    assert torch.isfinite(losses["loss"])

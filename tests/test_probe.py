@@ -1,0 +1,62 @@
+"""Head warm-up: only the head trains, on the encoder's cached pooled features; training then starts from it."""
+import json
+
+import pytest
+import torch
+
+from avmoe.config import get_preset
+from avmoe.data.tasks import Collate, DataSpec, open_task_data
+from avmoe.model import build_model
+from avmoe.probe import encode_pooled, warm_up_head
+from avmoe.train import TrainConfig, build_for_data, train
+
+SEGMENTS = 3
+
+
+@pytest.fixture(scope="module")
+def avvp():
+    cfg = TrainConfig(preset="tiny-avvp", world="shapes", overrides={"segments": SEGMENTS})
+    preset = get_preset("tiny-avvp", segments=SEGMENTS)
+    data = open_task_data(DataSpec("avvp", "shapes", None, (8, 2, 2)), preset.frame_size, preset.sample_rate,
+                          SEGMENTS, splits=("train",))
+    torch.manual_seed(0)
+    return build_for_data(cfg, data), data.splits["train"], Collate("avvp", data.classes)
+
+
+def test_encode_pooled_gives_the_encoder_features_and_labels(avvp):
+    model, clips, collate = avvp
+    feats, labels = encode_pooled(model, clips, collate, batch_size=3, device=torch.device("cpu"))
+    assert feats["visual"].shape[:2] == feats["audio"].shape[:2] == (8, SEGMENTS)
+    assert labels["avvp_weak"].shape == (8, len(model.cfg.classes))
+    batch = collate([clips[i] for i in range(8)])
+    with torch.no_grad():
+        direct = model.encoder(batch["frames"], batch["audio"])
+    torch.testing.assert_close(feats["visual"], direct.visual)
+    torch.testing.assert_close(labels["avvp_weak"], batch["avvp_weak"])
+
+
+def test_warm_up_trains_the_head_and_nothing_else(avvp):
+    model, clips, collate = avvp
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = warm_up_head(model, clips, collate, steps=40, batch_size=4, lr=3e-3, weight_decay=0.0, grad_clip=1.0,
+                          seed=0, device=torch.device("cpu"))
+    assert len(losses) == 10 and losses[-1] < losses[0]
+    after = model.state_dict()
+    moved = {k for k, v in before.items() if not torch.equal(v, after[k])}
+    assert moved and all(k.startswith("head.") for k in moved), sorted(moved)[:5]
+
+
+def test_warm_up_refuses_heads_that_read_the_stage_grids():
+    model = build_model("tiny-s4")
+    with pytest.raises(ValueError, match="s4 head reads the stage grids"):
+        warm_up_head(model, [], Collate("s4", []), 5, 2, 1e-3, 0.0, 1.0, 0, torch.device("cpu"))
+
+
+def test_training_with_warm_up_validates_the_warmed_head_first(tmp_path):
+    train(TrainConfig(preset="tiny-ave", world="shapes", sizes=(4, 2, 2), epochs=1, batch_size=2, workers=0,
+                      overrides={"segments": SEGMENTS}, head_warmup=20, out=str(tmp_path), eval_test=False))
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert [h["epoch"] for h in card["history"]] == [0, 1]
+    assert card["history"][0]["step"] == 0 and card["config"]["head_warmup"] == 20
+    state = torch.load(tmp_path / "last.pt", weights_only=True)["state"]
+    assert len(state["head_warmup_loss"]) == 10
