@@ -12,7 +12,7 @@ from torch import nn
 from avmoe.config import AdapterConfig, RouterConfig
 from avmoe.layers.adapters import CrossModalAdapter, UnimodalAdapter
 from avmoe.layers.router import Router
-from avmoe.layers.stacked import stacked_mixture, stacking_pays
+from avmoe.layers.stacked import Folded, fold, stacked_mixture, stacking_pays
 from avmoe.layers.trace import Key, RouterOverride, RouterTrace
 
 EXPERT_IMPLS = ("loop", "batched")
@@ -98,6 +98,7 @@ class MoEAdapter(nn.Module):
             stacking_pays(dim, self.experts[0].bottleneck.down.weight.shape[0])  # only where it is faster
         self.balance = adapter.balance_loss
         self.override: Optional[RouterOverride] = None
+        self._folded: Optional[tuple[tuple, torch.Tensor, Folded]] = None  # (experts used, weights, fold)
 
     def forward(self, x: torch.Tensor, other: torch.Tensor, trace: Optional[RouterTrace] = None) -> MoEOutput:
         """x: this stream's tokens [B, N_s, C_s]; other: the other stream's tokens [B, N_o, C_o]."""
@@ -119,11 +120,25 @@ class MoEAdapter(nn.Module):
         # The stacked path folds BatchNorm's running statistics into the maps, so it is eval-mode only; training
         # (batch statistics, running-stat updates, MHA dropout) always takes the loop.
         if self.stacked and not self.training:
-            return stacked_mixture([self.experts[e] for e in used], x, t, probs[:, used])
+            experts = [self.experts[e] for e in used]
+            return stacked_mixture(experts, x, t, probs[:, used], self._fold_cached(used, experts))
         out = torch.zeros_like(x)
         for e in used:
             out = out + probs[:, e, None, None] * self.experts[e](x, t)
         return out
+
+    def _fold_cached(self, used: list[int], experts: list[nn.Module]) -> Optional[Folded]:
+        """The stacked experts' folded weights, folded again only when a weight or statistic differs from the last
+        fold's (compared by value, so `p.data` edits count too). Without autograd only: with it, the fold must
+        stay in the graph."""
+        if torch.is_grad_enabled():
+            return None
+        weights = torch.cat([v.detach().reshape(-1).float() for e in experts
+                             for v in (*e.parameters(), *e.buffers()) if v.is_floating_point()])
+        key = (tuple(used), torch.is_inference_mode_enabled())
+        if self._folded is None or self._folded[0] != key or not torch.equal(self._folded[1], weights):
+            self._folded = (key, weights, fold(experts))
+        return self._folded[2]
 
     def _balance_loss(self, probs: torch.Tensor) -> torch.Tensor:
         if self.router is None or self.balance == "none":

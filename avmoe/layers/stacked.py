@@ -30,7 +30,7 @@ def stacking_pays(dim: int, hidden: int) -> bool:
 
 
 @dataclass
-class _Folded:
+class Folded:
     """The weight-side tensors of `stacked_mixture` for one list of experts."""
 
     down: list[tuple[torch.Tensor, torch.Tensor, int]]  # per expert (W' [H, C/g], b' [H], groups)
@@ -42,7 +42,7 @@ class _Folded:
     ua_exchange: Optional[tuple[torch.Tensor, torch.Tensor]]  # the same for "latent" unimodal self-attention
 
 
-def _fold(experts: list[nn.Module]) -> _Folded:
+def fold(experts: list[nn.Module]) -> Folded:
     """The experts' weights stacked and folded for `stacked_mixture` (BatchNorms use their running statistics)."""
     cmas, uas = _split(experts)
     bottlenecks = [e.bottleneck for e in cmas + uas]
@@ -57,7 +57,7 @@ def _fold(experts: list[nn.Module]) -> _Folded:
     ones = ups[0].new_ones(())
     attention = [e.attention for e in uas]
     latent_ua = bool(uas) and all(isinstance(a, LatentExchange) for a in attention)
-    return _Folded(
+    return Folded(
         down=[_folded_down(m) for m in bottlenecks],
         relu=[isinstance(m.act, nn.ReLU) for m in bottlenecks],
         gram=torch.stack(grams),
@@ -68,8 +68,11 @@ def _fold(experts: list[nn.Module]) -> _Folded:
     )
 
 
-def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, probs: torch.Tensor,
+                    folded: Optional[Folded] = None) -> torch.Tensor:
     """Eval-mode `sum_e probs[:, e] * experts[e](x, t)`: x, t [B, N, C], probs [B, E] -> [B, N, C].
+
+    `folded` is `fold(experts)` if the caller keeps it (see `MoEAdapter`); it is computed here otherwise.
 
     Each bottleneck's up map output y = [h, 1] @ A (A: the map with the second BN folded in and its bias as the last
     row) is never formed: with A_c = A minus its mean over C, y - mean(y) = [h, 1] @ A_c and var(y) + eps =
@@ -77,7 +80,7 @@ def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, 
     and the gate scale the rows of [h, 1], its affine scales A_c, and the sum over experts is a concatenation along
     the inner dimension of one matmul.
     """
-    f = _fold(experts)
+    f = folded if folded is not None else fold(experts)
     cmas, uas = _split(experts)
     ln = experts[0].bottleneck.ln_before
     normalise = lambda y: F.layer_norm(y, ln.normalized_shape, eps=ln.eps)  # noqa: E731 (affine folded into maps)

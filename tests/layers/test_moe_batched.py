@@ -165,3 +165,21 @@ def test_tiny_model_batched_equals_loop():
         torch.testing.assert_close(batched.outputs[key], value, atol=1e-5, rtol=0)
     for key, w in loop.features.trace.weights.items():
         torch.testing.assert_close(batched.features.trace.weights[key], w, atol=1e-5, rtol=0)
+
+
+def test_folded_weights_are_reused_until_a_weight_changes():
+    loop, batched = _pair(TINY)
+    x, other = _inputs()
+    with torch.inference_mode():
+        first = batched(x, other).out
+        cached = batched._folded[2]
+        torch.testing.assert_close(batched(x, other).out, first, atol=0, rtol=0)
+        assert batched._folded[2] is cached  # nothing changed: the fold is reused
+    with torch.no_grad():
+        for m in (loop, batched):
+            m.experts[1].bottleneck.gate.mul_(-2.0)  # an in-place update, as an optimizer step makes
+            m.experts[0].bottleneck.ln_post.weight.data.add_(0.5)  # and an edit through .data
+        a, b = loop(x, other).out, batched(x, other).out
+    assert batched._folded[2] is not cached
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+    assert (b - first).abs().max() > 0.1
