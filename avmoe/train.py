@@ -61,7 +61,7 @@ class TrainConfig:
     pause_after: int = 0  # stop after this many optimizer steps as if interrupted (resume later with --resume)
     eval_test: bool = True
     gate_lr_scale: float = 1.0  # learning-rate multiplier of the zero-initialised adapter gates (official: 1)
-    head_warmup: int = 0  # first train the head alone for this many steps on cached features (AVE, AVVP; see probe)
+    head_warmup: int = 0  # first train the head alone for this many steps on cached features (AVE, AVVP, AVQA; probe)
     cache_clips: bool = True  # keep rendered scene-world train clips in memory (~4 MB per 10-s clip) across epochs
     conditions: tuple[str, ...] = CONDITIONS  # the test split is evaluated under each
 
@@ -350,7 +350,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate-lr-scale", type=float, default=d.gate_lr_scale,
                         help="learning-rate multiplier of the zero-initialised adapter gates (1 = official)")
     parser.add_argument("--head-warmup", type=int, default=d.head_warmup, metavar="STEPS",
-                        help="first train the head alone for STEPS steps on cached encoder features (AVE, AVVP)")
+                        help="first train the head alone for STEPS steps on cached encoder features (AVE, AVVP, AVQA)")
     parser.add_argument("--no-clip-cache", action="store_true",
                         help="render scene clips every epoch instead of keeping them in memory")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS),

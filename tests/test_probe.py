@@ -7,7 +7,7 @@ import torch
 from avmoe.config import get_preset
 from avmoe.data.tasks import Collate, DataSpec, open_task_data
 from avmoe.model import build_model
-from avmoe.probe import encode_pooled, warm_up_head
+from avmoe.probe import encode_for_head, warm_up_head
 from avmoe.train import TrainConfig, build_for_data, train
 
 SEGMENTS = 3
@@ -23,9 +23,9 @@ def avvp():
     return build_for_data(cfg, data), data.splits["train"], Collate("avvp", data.classes)
 
 
-def test_encode_pooled_gives_the_encoder_features_and_labels(avvp):
+def test_encode_for_head_gives_the_encoder_outputs_and_labels(avvp):
     model, clips, collate = avvp
-    feats, labels = encode_pooled(model, clips, collate, batch_size=3, device=torch.device("cpu"))
+    feats, labels = encode_for_head(model, clips, collate, batch_size=3, device=torch.device("cpu"))
     assert feats["visual"].shape[:2] == feats["audio"].shape[:2] == (8, SEGMENTS)
     assert labels["avvp_weak"].shape == (8, len(model.cfg.classes))
     batch = collate([clips[i] for i in range(8)])
@@ -48,7 +48,7 @@ def test_warm_up_trains_the_head_and_nothing_else(avvp):
 
 def test_warm_up_refuses_heads_that_read_the_stage_grids():
     model = build_model("tiny-s4")
-    with pytest.raises(ValueError, match="s4 head reads the stage grids"):
+    with pytest.raises(ValueError, match="s4 head reads every stage grid"):
         warm_up_head(model, [], Collate("s4", []), 5, 2, 1e-3, 0.0, 1.0, 0, torch.device("cpu"))
 
 
@@ -60,3 +60,18 @@ def test_training_with_warm_up_validates_the_warmed_head_first(tmp_path):
     assert card["history"][0]["step"] == 0 and card["config"]["head_warmup"] == 20
     state = torch.load(tmp_path / "last.pt", weights_only=True)["state"]
     assert len(state["head_warmup_loss"]) == 10
+
+
+def test_avqa_warm_up_caches_the_last_visual_stage_and_the_questions():
+    preset = get_preset("tiny-avqa", segments=SEGMENTS)
+    data = open_task_data(DataSpec("avqa", "shapes", None, (4, 1, 1)), preset.frame_size, preset.sample_rate,
+                          SEGMENTS, splits=("train",))
+    model = build_for_data(TrainConfig(preset="tiny-avqa", world="shapes", overrides={"segments": SEGMENTS}), data)
+    collate = Collate("avqa", data.classes, data.question_words, model.cfg.head.question_len)
+    clips = data.splits["train"]
+    feats, labels = encode_for_head(model, clips, collate, batch_size=4, device=torch.device("cpu"))
+    assert feats["visual_map"].shape[:2] == (len(clips), SEGMENTS) and feats["visual_map"].ndim == 5
+    assert labels["question"].shape == (len(clips), model.cfg.head.question_len) and "answer" in labels
+    losses = warm_up_head(model, clips, collate, steps=30, batch_size=4, lr=3e-3, weight_decay=0.0, grad_clip=1.0,
+                          seed=0, device=torch.device("cpu"))
+    assert losses[-1] < losses[0]
