@@ -61,6 +61,7 @@ class TrainConfig:
     pause_after: int = 0  # stop after this many optimizer steps as if interrupted (resume later with --resume)
     eval_test: bool = True
     gate_lr_scale: float = 1.0  # learning-rate multiplier of the zero-initialised adapter gates (official: 1)
+    head_lr_scale: float = 1.0  # learning-rate multiplier of the head (below 1 after a head warm-up keeps it)
     head_warmup: int = 0  # first train the head alone for this many steps on cached features (AVE, AVVP, AVQA; probe)
     cache_clips: bool = True  # keep rendered scene-world train clips in memory (~4 MB per 10-s clip) across epochs
     conditions: tuple[str, ...] = CONDITIONS  # the test split is evaluated under each
@@ -136,6 +137,20 @@ def build_for_data(cfg: TrainConfig, data: TaskData) -> TaskModel:
     return TaskModel(apply_overrides(get_preset(cfg.preset), overrides))
 
 
+def param_groups(model: TaskModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only, `gate_lr_scale` on the adapter gates and `head_lr_scale` on the
+    head (each group's `lr_scale` multiplies the scheduled learning rate)."""
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        gate = name.startswith("encoder.") and name.endswith("gate")
+        scale = cfg.gate_lr_scale if gate else cfg.head_lr_scale if name.startswith("head.") else 1.0
+        decay = cfg.weight_decay if p.ndim >= 2 else 0.0
+        groups.setdefault((scale, decay), []).append(p)
+    return [{"params": ps, "lr_scale": scale, "weight_decay": decay} for (scale, decay), ps in groups.items()]
+
+
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -165,13 +180,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                         num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0,
                         generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG for the model
     params = model.trainable_parameters()
-    gates = {id(p) for n, p in model.named_parameters() if p.requires_grad and n.endswith("gate")}
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2 and id(p) not in gates]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
-                                   {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
-                                   {"params": [p for p in params if id(p) in gates], "weight_decay": 0.0,
-                                    "lr_scale": cfg.gate_lr_scale}], lr=cfg.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
     steps_per_epoch = max(1, len(loader) // cfg.accum)
     total = cfg.epochs * steps_per_epoch if not cfg.max_steps else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
 
@@ -349,6 +358,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-test", action="store_true", help="skip the final test evaluation")
     parser.add_argument("--gate-lr-scale", type=float, default=d.gate_lr_scale,
                         help="learning-rate multiplier of the zero-initialised adapter gates (1 = official)")
+    parser.add_argument("--head-lr-scale", type=float, default=d.head_lr_scale,
+                        help="learning-rate multiplier of the task head (e.g. 0.1 after --head-warmup)")
     parser.add_argument("--head-warmup", type=int, default=d.head_warmup, metavar="STEPS",
                         help="first train the head alone for STEPS steps on cached encoder features (AVE, AVVP, AVQA)")
     parser.add_argument("--no-clip-cache", action="store_true",
@@ -381,7 +392,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        grad_clip=args.grad_clip, seed=args.seed, bf16=args.bf16, workers=args.workers,
                        max_steps=args.max_steps, save_every=args.save_every, pause_after=args.pause_after,
                        eval_test=not args.no_test, cache_clips=not args.no_clip_cache, gate_lr_scale=args.gate_lr_scale,
-                       head_warmup=args.head_warmup,
+                       head_warmup=args.head_warmup, head_lr_scale=args.head_lr_scale,
                        conditions=tuple(args.conditions))
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import avmoe
-from avmoe.train import TrainConfig, lr_at, modality_dropout, train
+from avmoe.data.tasks import DataSpec, open_task_data
+from avmoe.train import TrainConfig, build_for_data, lr_at, modality_dropout, param_groups, train
 
 SMALL = dict(preset="tiny-ave", world="shapes", sizes=(8, 4, 4), epochs=2, batch_size=2, accum=2, workers=0,
              lr=3e-3, seed=5, overrides={"segments": 3})
@@ -77,3 +78,18 @@ def test_gate_lr_scale_zero_keeps_the_adapter_gates_at_zero(tmp_path):
     state = torch.load(tmp_path / "last.pt", weights_only=True)["model"]
     gates = [k for k in state if "adapters" in k and k.endswith("gate")]
     assert gates and all(float(state[k].abs().max()) == 0.0 for k in gates)  # zero-initialised and never moved
+
+
+def test_head_lr_scale_zero_keeps_the_head_while_the_adapters_train(tmp_path):
+    cfg = TrainConfig(out=str(tmp_path), eval_test=False, head_lr_scale=0.0, **{**SMALL, "epochs": 1})
+    torch.manual_seed(cfg.seed)
+    fresh = build_for_data(cfg, open_task_data(DataSpec("ave", "shapes", None, cfg.sizes), 96, 32000, 3,
+                                               splits=("train",)))
+    scales = {g["lr_scale"] for g in param_groups(fresh, cfg)}
+    assert scales == {0.0, 1.0}
+    train(cfg)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)["model"]
+    start = fresh.state_dict()
+    head = [k for k in state if k.startswith("head.") and "running" not in k and "num_batches" not in k]
+    assert head and all(torch.equal(state[k], start[k]) for k in head)
+    assert any(not torch.equal(state[k], start[k]) for k in state if "adapters" in k)
