@@ -194,8 +194,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         log.info("resumed from %s at epoch %d batch %d step %d", out / "last.pt", state["epoch"], state["batch"],
                  state["step"])
     elif cfg.head_warmup:  # every rank warms up; DDP then broadcasts rank 0's head
+        warmup_started = time.time()
         state["head_warmup_loss"] = warm_up_head(model, train_set, collate, cfg.head_warmup, cfg.batch_size, cfg.lr,
                                                  cfg.weight_decay, cfg.grad_clip, cfg.seed, device)
+        state["head_warmup_seconds"] = round(time.time() - warmup_started, 1)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     def save_last() -> None:
@@ -288,7 +290,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         save_last()
     if world > 1:
         dist.barrier()
-    result = {"train_seconds": round(time.time() - started, 1), "steps": state["step"], "best_val": state["best"]}
+    result = {"train_seconds": round(time.time() - started + state.get("head_warmup_seconds", 0.0), 1),
+              "steps": state["step"], "best_val": state["best"]}  # train_seconds includes the head warm-up
     if main_process:
         if log_file:
             log_file.close()
