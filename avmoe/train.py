@@ -292,6 +292,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         dist.barrier()
     result = {"train_seconds": round(time.time() - started + state.get("head_warmup_seconds", 0.0), 1),
               "steps": state["step"], "best_val": state["best"]}  # train_seconds includes the head warm-up
+    if "head_warmup_seconds" in state:
+        result["head_warmup_seconds"] = state["head_warmup_seconds"]
     if main_process:
         if log_file:
             log_file.close()
