@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +16,8 @@ from safetensors.torch import load_file, save_file
 
 import avmoe
 from avmoe.checkpoint import CARD
+
+log = logging.getLogger(__name__)
 
 
 def export(model_dir: Path, out: Path, backbones: Path) -> Path:
@@ -35,6 +38,8 @@ def export(model_dir: Path, out: Path, backbones: Path) -> Path:
         bcfg.weights = os.path.relpath(target.resolve(), out.resolve())
     card_path = Path(model_dir) / CARD
     card = json.loads(card_path.read_text()) if card_path.is_file() else None
+    if card is None:  # a run writes its card last, after the test evaluation
+        log.warning("%s has no %s (has its run finished?): the export carries no model card", model_dir, CARD)
     return avmoe.save(model, out, card=card, half=True)
 
 

@@ -34,3 +34,11 @@ def test_export_writes_fp16_weights_and_relative_shared_backbones(tmp_path):
         a, b = model(batch).outputs, loaded(batch).outputs
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=2e-2, rtol=2e-2)  # fp16 storage
+
+
+def test_export_of_an_unfinished_run_warns_that_it_has_no_card(tmp_path, caplog):
+    avmoe.save(build_model("tiny-ave", segments=2), tmp_path / "run")  # a best/ saved before the test evaluation
+    with caplog.at_level("WARNING", logger="avmoe.export"):
+        out = export(tmp_path / "run", tmp_path / "out", tmp_path / "backbones")
+    assert not (out / "card.json").exists()
+    assert "has no card.json (has its run finished?)" in caplog.text
