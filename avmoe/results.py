@@ -2,7 +2,7 @@
 
 `python -m avmoe results [--models assets/models] [--readme README.md]` prints a markdown table of every model's
 primary test metric under every condition its card holds, the routing share of the cross-modal experts, and how
-long each model trained; with --readme it replaces the block between the README's results markers.
+long each model trained (head warm-up steps, full steps, minutes including the warm-up); with --readme it replaces the block between the README's results markers.
 """
 from __future__ import annotations
 
@@ -30,15 +30,15 @@ def load_cards(models: Path) -> list[tuple[str, dict[str, Any]]]:
 def results_markdown(cards: list[tuple[str, dict[str, Any]]]) -> str:
     """Two markdown tables: test metric per model x condition, then the routers' cross-modal share."""
     conditions = list(dict.fromkeys(c for _, card in cards for c in card.get("test", {})))
-    head = ["model", "task metric", "val"] + conditions + ["steps", "train min"]
+    head = ["model", "task metric", "val"] + conditions + ["head warm-up steps", "steps", "train min"]
     rows = [head, ["---"] * len(head)]
     for name, card in cards:
         task = card["data"]["task"]
         metric = PRIMARY[task]
         rows.append([f"`{name}`", UNITS.get(task, metric), _fmt(card.get("best_validation"))]
                     + [_fmt(card.get("test", {}).get(c, {}).get(metric)) for c in conditions]
-                    + [str(card.get("steps", "")), f"{card['train_seconds'] / 60:.1f}" if "train_seconds" in card
-                       else ""])
+                    + [str(card.get("config", {}).get("head_warmup", 0)), str(card.get("steps", "")),
+                       f"{card['train_seconds'] / 60:.1f}" if "train_seconds" in card else ""])
     routing = [["model"] + [f"{s} stream, {c}" for s in ("audio", "visual") for c in ROUTING_CONDITIONS]]
     routing.append(["---"] * len(routing[0]))
     for name, card in cards:

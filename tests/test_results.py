@@ -11,7 +11,8 @@ from avmoe.results import END, START, load_cards, results_markdown, update_readm
 
 def _card(folder: Path, task: str, variant: str, test: dict, seconds: float = 600.0) -> None:
     folder.mkdir(parents=True)
-    card = {"data": {"task": task}, "config": {"variant": variant}, "best_validation": 70.25, "steps": 250,
+    card = {"data": {"task": task}, "config": {"variant": variant, "head_warmup": 3000 if task == "ave" else 0},
+            "best_validation": 70.25, "steps": 250,
             "train_seconds": seconds, "test": test}
     (folder / "card.json").write_text(json.dumps(card))
 
@@ -27,10 +28,10 @@ def test_table_has_every_model_and_condition_with_the_primary_metric(tmp_path):
     assert [name for name, _ in cards] == ["ave-avmoe", "ave-frozen", "s4-avmoe"]
     table = results_markdown(cards)
     lines = table.splitlines()
-    assert lines[0] == "| model | task metric | val | av | audio-only | steps | train min |"
-    assert lines[2] == "| `ave-avmoe` | accuracy % | 70.2 | 85.1 | 80.0 | 250 | 20.0 |"
-    assert lines[3] == "| `ave-frozen` | accuracy % | 70.2 | 50.0 | 40.0 | 250 | 10.0 |"
-    assert lines[4] == "| `s4-avmoe` | mIoU % | 70.2 | 71.2 |  | 250 | 10.0 |"
+    assert lines[0] == "| model | task metric | val | av | audio-only | head warm-up steps | steps | train min |"
+    assert lines[2] == "| `ave-avmoe` | accuracy % | 70.2 | 85.1 | 80.0 | 3000 | 250 | 20.0 |"
+    assert lines[3] == "| `ave-frozen` | accuracy % | 70.2 | 50.0 | 40.0 | 3000 | 250 | 10.0 |"
+    assert lines[4] == "| `s4-avmoe` | mIoU % | 70.2 | 71.2 |  | 0 | 250 | 10.0 |"
     routing = [line for line in lines if line.startswith("| `")][3:]
     assert routing == ["| `ave-avmoe` | 0.40 |  |  | 0.60 |  |  |", "| `s4-avmoe` | 0.50 |  |  | 0.25 |  |  |"]
 
