@@ -184,8 +184,11 @@ def robustness_figure(rows: Sequence[dict[str, Any]], metrics: Optional[Mapping[
                     ax.set_xlabel("SNR (dB)")
                 if j == 0:
                     ax.set_ylabel(f"{task_label(task)}\n{metric_label(metric)}")
-        handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside upper center", ncols=len(labels))
+        legend = {}  # every variant of every panel, once: the first panel may lack some
+        for ax in axes[:, 0]:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                legend.setdefault(label, handle)
+        fig.legend(legend.values(), legend.keys(), loc="outside upper center", ncols=len(legend))
     return fig
 
 

@@ -65,3 +65,15 @@ def test_latex_table_has_the_primary_metric_with_the_best_in_bold():
     assert "0.2" not in tex  # router shares are not the task metric
     assert "visual only" in to_latex(ROWS, conditions=["visual-only"]) and "A+V" not in to_latex(
         ROWS, conditions=["visual-only"])
+
+
+def test_robustness_figure_legend_names_every_variant_of_every_task():
+    from analysis.plots import robustness_figure
+
+    rows = [{"task": task, "variant": variant, "condition": condition, "metric": metric, "value": 50.0}
+            for task, metric, variants in (("ave", "accuracy", ("avmoe", "frozen")),
+                                           ("s4", "miou", ("avmoe", "ua-only", "frozen")))
+            for variant in variants for condition in ("av", "audio-noise:0", "visual-noise:0")]
+    fig = robustness_figure(rows)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["AVMoE", "Frozen", "UA only"]
