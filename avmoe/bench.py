@@ -26,7 +26,7 @@ import torch
 
 from avmoe.config import ModelConfig, apply_overrides, get_preset, list_presets
 from avmoe.data.media import decode_clip, probe
-from avmoe.layers import MoEAdapter, Router
+from avmoe.layers import MoEAdapter, Router, reuse_folds
 from avmoe.model import TaskModel
 from avmoe.paths import ASSETS
 
@@ -117,7 +117,7 @@ def bench_stages(cfg: ModelConfig, clip_path: Path, repeats: int, warmup: int) -
         model.encoder(batch["frames"], batch["audio"])
         router.append(clock.seconds - before)
 
-    with torch.inference_mode():
+    with torch.inference_mode(), reuse_folds():  # as the Predictor runs it
         feats = model.encoder(batch["frames"], batch["audio"])
         samples = time_interleaved({
             "decode": lambda: decode_clip(clip_path, segments=cfg.segments, frame_size=cfg.frame_size,

@@ -10,6 +10,7 @@ from avmoe import metrics
 from avmoe.data.corrupt import apply_condition, parse_condition
 from avmoe.data.sample import Clip
 from avmoe.data.tasks import Collate
+from avmoe.layers import reuse_folds
 
 PRIMARY = {"ave": "accuracy", "avvp": "seg_type", "s4": "miou", "ms3": "miou", "avqa": "Avg"}
 """The metric that selects checkpoints on the validation split, per task."""
@@ -57,6 +58,7 @@ class TaskMetric:
 
 
 @torch.no_grad()
+@reuse_folds()  # the weights are fixed during an evaluation: each mixture folds its stacked experts once
 def evaluate(model: torch.nn.Module, clips: Dataset, classes: list[str], condition: str = "av",
              batch_size: int = 8, seed: int = 0, workers: int = 0, question_words: Optional[list[str]] = None,
              progress: bool = False) -> dict[str, Any]:

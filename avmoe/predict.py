@@ -17,7 +17,7 @@ from avmoe.config import TASKS
 from avmoe.data.corrupt import apply_condition
 from avmoe.data.media import MediaLimits, decode_clip
 from avmoe.data.sample import BACKGROUND, Clip
-from avmoe.layers import RouterOverride, RouterTrace
+from avmoe.layers import RouterOverride, RouterTrace, reuse_folds
 from avmoe.model import TaskModel
 from avmoe.paths import ASSETS
 
@@ -124,8 +124,9 @@ class Predictor:
         # A bad question is refused before any model runs (AVQA comes last in the task order).
         tokens = self._tokenize(self.models["avqa"], question) if "avqa" in wanted else None
         result = Prediction(clip, condition, classes={t: self.models[t].cfg.classes for t in wanted})
-        for task in wanted:
-            result.tasks[task] = self._run(self.models[task], clip, tokens, override)
+        with reuse_folds():
+            for task in wanted:
+                result.tasks[task] = self._run(self.models[task], clip, tokens, override)
         return result
 
     def _run(self, model: TaskModel, clip: Clip, tokens: Optional[torch.Tensor],

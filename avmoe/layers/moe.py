@@ -12,7 +12,7 @@ from torch import nn
 from avmoe.config import AdapterConfig, RouterConfig
 from avmoe.layers.adapters import CrossModalAdapter, UnimodalAdapter
 from avmoe.layers.router import Router
-from avmoe.layers.stacked import Folded, fold, stacked_mixture, stacking_pays
+from avmoe.layers.stacked import reused_fold, stacked_mixture, stacking_pays
 from avmoe.layers.trace import Key, RouterOverride, RouterTrace
 
 EXPERT_IMPLS = ("loop", "batched")
@@ -56,7 +56,7 @@ class TokenMap(nn.Module):
 class MoEOutput:
     out: torch.Tensor  # [B, N, C] the weighted sum of expert outputs
     probs: torch.Tensor  # [B, E] routing weights (after any override)
-    balance_loss: torch.Tensor  # scalar, 0 when the mixture has one expert
+    balance_loss: torch.Tensor  # scalar; 0 for a single expert and without autograd (nothing learns from it there)
 
 
 class MoEAdapter(nn.Module):
@@ -98,7 +98,6 @@ class MoEAdapter(nn.Module):
             stacking_pays(dim, self.experts[0].bottleneck.down.weight.shape[0])  # only where it is faster
         self.balance = adapter.balance_loss
         self.override: Optional[RouterOverride] = None
-        self._folded: Optional[tuple[tuple, torch.Tensor, Folded]] = None  # (experts used, weights, fold)
 
     def forward(self, x: torch.Tensor, other: torch.Tensor, trace: Optional[RouterTrace] = None) -> MoEOutput:
         """x: this stream's tokens [B, N_s, C_s]; other: the other stream's tokens [B, N_o, C_o]."""
@@ -112,7 +111,8 @@ class MoEAdapter(nn.Module):
         out = self.mix(x, t, probs)
         if trace is not None:
             trace.record(self.key, probs, self.expert_names)
-        return MoEOutput(out, probs, self._balance_loss(probs))
+        balance = self._balance_loss(probs) if torch.is_grad_enabled() else probs.new_zeros(())  # only to learn from
+        return MoEOutput(out, probs, balance)
 
     def mix(self, x: torch.Tensor, t: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         """`sum_e p_e * expert_e(x, t)` over the experts with a nonzero weight somewhere in the batch; [B, N, C]."""
@@ -121,24 +121,11 @@ class MoEAdapter(nn.Module):
         # (batch statistics, running-stat updates, MHA dropout) always takes the loop.
         if self.stacked and not self.training:
             experts = [self.experts[e] for e in used]
-            return stacked_mixture(experts, x, t, probs[:, used], self._fold_cached(used, experts))
+            return stacked_mixture(experts, x, t, probs[:, used], reused_fold(self, used, experts))
         out = torch.zeros_like(x)
         for e in used:
             out = out + probs[:, e, None, None] * self.experts[e](x, t)
         return out
-
-    def _fold_cached(self, used: list[int], experts: list[nn.Module]) -> Optional[Folded]:
-        """The stacked experts' folded weights, folded again only when a weight or statistic differs from the last
-        fold's (compared by value, so `p.data` edits count too). Without autograd only: with it, the fold must
-        stay in the graph."""
-        if torch.is_grad_enabled():
-            return None
-        weights = torch.cat([v.detach().reshape(-1).float() for e in experts
-                             for v in (*e.parameters(), *e.buffers()) if v.is_floating_point()])
-        key = (tuple(used), torch.is_inference_mode_enabled())
-        if self._folded is None or self._folded[0] != key or not torch.equal(self._folded[1], weights):
-            self._folded = (key, weights, fold(experts))
-        return self._folded[2]
 
     def _balance_loss(self, probs: torch.Tensor) -> torch.Tensor:
         if self.router is None or self.balance == "none":

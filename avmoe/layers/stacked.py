@@ -10,8 +10,9 @@ Shapes: B frames, E experts, N tokens, C channels, H bottleneck width, T latent 
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -68,11 +69,37 @@ def fold(experts: list[nn.Module]) -> Folded:
     )
 
 
+_REUSED: Optional[dict[tuple[int, tuple[int, ...]], tuple[nn.Module, Folded]]] = None  # inside `reuse_folds`
+
+
+@contextlib.contextmanager
+def reuse_folds() -> Iterator[None]:
+    """Inside the block each mixture folds its experts' weights once and reuses the fold: for inference over many
+    inputs (the Predictor, evaluation), where no weight changes. Outside it, every call folds afresh."""
+    global _REUSED
+    outer = _REUSED
+    _REUSED = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _REUSED = outer
+
+
+def reused_fold(owner: nn.Module, used: list[int], experts: list[nn.Module]) -> Optional[Folded]:
+    """`fold(experts)` kept for `owner` inside `reuse_folds` and without autograd; None otherwise (fold per call)."""
+    if _REUSED is None or torch.is_grad_enabled():
+        return None
+    key = (id(owner), tuple(used))
+    if key not in _REUSED:
+        _REUSED[key] = (owner, fold(experts))  # holding the owner keeps its id from being reused in the block
+    return _REUSED[key][1]
+
+
 def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, probs: torch.Tensor,
                     folded: Optional[Folded] = None) -> torch.Tensor:
     """Eval-mode `sum_e probs[:, e] * experts[e](x, t)`: x, t [B, N, C], probs [B, E] -> [B, N, C].
 
-    `folded` is `fold(experts)` if the caller keeps it (see `MoEAdapter`); it is computed here otherwise.
+    `folded` is `fold(experts)` if the caller keeps it (`reused_fold`); it is computed here otherwise.
 
     Each bottleneck's up map output y = [h, 1] @ A (A: the map with the second BN folded in and its bias as the last
     row) is never formed: with A_c = A minus its mean over C, y - mean(y) = [h, 1] @ A_c and var(y) + eps =
