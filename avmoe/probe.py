@@ -1,10 +1,10 @@
 """Head warm-up: train the task head alone on cached encoder features, before training the whole model.
 
-The features the encoder gives before training (frozen backbones, adapters at initialisation, the visual ones gated by
-zeros) are the ones the head meets at the first full step. Training the head first on those cached features
-(thousands of steps cost seconds) and then the whole model is the probe-then-fine-tune recipe (LP-FT, Kumar et al., ICLR 2022). It is what makes
-weakly supervised AVVP learn at CPU budgets: trained end to end from scratch, its MIL head sits at the class prior
-for hundreds of steps. Heads that read only the pooled features and the last visual stage (AVE, AVVP, AVQA) can be
+The features the encoder gives before training (frozen backbones, adapters at initialisation, their gates at zero)
+are the ones the head meets at the first full step. Training the head first on those cached features (thousands of
+steps cost seconds) and then the whole model is the probe-then-fine-tune recipe (LP-FT, Kumar et al., ICLR 2022).
+It is what makes weakly supervised AVVP learn at CPU budgets: trained end to end from scratch, its MIL head sits at
+the class prior for hundreds of steps. Heads that read only the pooled features and the last visual stage (AVE, AVVP, AVQA) can be
 warmed up this way; the AVS decoders read every stage grid, too much to cache.
 """
 from __future__ import annotations
