@@ -4,8 +4,8 @@ The features the encoder gives before training (frozen backbones, adapters at in
 are the ones the head meets at the first full step. Training the head first on those cached features (thousands of
 steps cost seconds) and then the whole model is the probe-then-fine-tune recipe (LP-FT, Kumar et al., ICLR 2022).
 It is what makes weakly supervised AVVP learn at CPU budgets: trained end to end from scratch, its MIL head sits at
-the class prior for hundreds of steps. Heads that read only the pooled features and the last visual stage (AVE, AVVP, AVQA) can be
-warmed up this way; the AVS decoders read every stage grid, too much to cache.
+the class prior for hundreds of steps. Heads that read only the pooled features and the last visual stage (AVE,
+AVVP, AVQA) can be warmed up this way; the AVS decoders read every stage grid, too much to cache.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 `python -m avmoe results [--models assets/models] [--readme README.md]` prints a markdown table of every model's
 primary test metric under every condition its card holds, the routing share of the cross-modal experts, and how
-long each model trained (head warm-up steps, full steps, minutes including the warm-up); with --readme it replaces the block between the README's results markers.
+long each model trained (head warm-up steps, full steps, minutes including the warm-up); with --readme it replaces
+the block between the README's results markers.
 """
 from __future__ import annotations
 
