@@ -69,7 +69,7 @@ def warm_up_head(model: TaskModel, dataset: Dataset, collate: Callable[[list], d
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     chunk = max(1, steps // 10)
-    running = 0.0
+    running, count = 0.0, 0
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=generator).to(device)
         batch = {key: value[idx] for key, value in labels.items()}
@@ -80,9 +80,9 @@ def warm_up_head(model: TaskModel, dataset: Dataset, collate: Callable[[list], d
         torch.nn.utils.clip_grad_norm_(head.parameters(), grad_clip)
         optimizer.step()
         schedule.step()
-        running += float(loss.detach())
+        running, count = running + float(loss.detach()), count + 1
         if step % chunk == 0 or step == steps:
-            losses.append(round(running / (step - chunk * (len(losses))), 5))
-            running = 0.0
+            losses.append(round(running / count, 5))
+            running, count = 0.0, 0
             log.info("head warm-up step %d/%d loss %.4f", step, steps, losses[-1])
     return losses

@@ -11,6 +11,7 @@ Shapes: B frames, E experts, N tokens, C channels, H bottleneck width, T latent 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -69,30 +70,31 @@ def fold(experts: list[nn.Module]) -> Folded:
     )
 
 
-_REUSED: Optional[dict[tuple[int, tuple[int, ...]], tuple[nn.Module, Folded]]] = None  # inside `reuse_folds`
+# Folds kept inside `reuse_folds`, per thread or task: the app serves requests from several threads at once.
+_REUSED: contextvars.ContextVar[Optional[dict[tuple[int, tuple[int, ...]], tuple[nn.Module, Folded]]]] = \
+    contextvars.ContextVar("avmoe_reused_folds", default=None)
 
 
 @contextlib.contextmanager
 def reuse_folds() -> Iterator[None]:
     """Inside the block each mixture folds its experts' weights once and reuses the fold: for inference over many
     inputs (the Predictor, evaluation), where no weight changes. Outside it, every call folds afresh."""
-    global _REUSED
-    outer = _REUSED
-    _REUSED = {} if outer is None else outer
+    token = _REUSED.set(_REUSED.get() if _REUSED.get() is not None else {})
     try:
         yield
     finally:
-        _REUSED = outer
+        _REUSED.reset(token)
 
 
 def reused_fold(owner: nn.Module, used: list[int], experts: list[nn.Module]) -> Optional[Folded]:
     """`fold(experts)` kept for `owner` inside `reuse_folds` and without autograd; None otherwise (fold per call)."""
-    if _REUSED is None or torch.is_grad_enabled():
+    reused = _REUSED.get()
+    if reused is None or torch.is_grad_enabled():
         return None
     key = (id(owner), tuple(used))
-    if key not in _REUSED:
-        _REUSED[key] = (owner, fold(experts))  # holding the owner keeps its id from being reused in the block
-    return _REUSED[key][1]
+    if key not in reused:
+        reused[key] = (owner, fold(experts))  # holding the owner keeps its id from being reused in the block
+    return reused[key][1]
 
 
 def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, probs: torch.Tensor,
