@@ -188,7 +188,8 @@ class Studio:
                 if variant not in self.models:
                     raise ValueError(self.missing_note() if variant == MAIN_VARIANT else
                                      f"no {variant!r} models under {self.models_root}")
-                self._predictors[variant] = Predictor(self.models[variant], limits=self.limits)
+                self._predictors[variant] = Predictor(self.models[variant], limits=self.limits,
+                                                      share_with=list(self._predictors.values()))
             return self._predictors[variant]
 
     def warm_up(self) -> None:

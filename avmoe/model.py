@@ -7,9 +7,10 @@ information only through the adapters -> pooled and per-stage features of both s
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -129,8 +130,8 @@ class AVMoEModel(nn.Module):
             raise ValueError(f"expected frames [B,T,3,H,W] and audio [B,T,S] with equal B, T; got "
                              f"{tuple(frames.shape)} and {tuple(audio.shape)}")
         B, T = frames.shape[:2]
-        cv = _Cursor(self.visual, self.visual.embed(self.visual.prepare(frames.flatten(0, 1))))
-        ca = _Cursor(self.audio, self.audio.embed(self.audio.prepare(audio.flatten(0, 1))))
+        cv = _Cursor(self.visual, embed(self.visual, frames.flatten(0, 1)))
+        ca = _Cursor(self.audio, embed(self.audio, audio.flatten(0, 1)))
         trace = RouterTrace(B, T)
         balance: list[torch.Tensor] = []
         layers: dict[str, list[torch.Tensor]] = {s: [] for s in STREAMS}
@@ -184,6 +185,64 @@ class AVMoEModel(nn.Module):
         finally:
             for name, m in self.adapters.items():
                 m.override = previous[name]
+
+
+# Inputs embedded inside `reuse_embeddings`, per thread or task: the app predicts from several threads at once.
+_EMBEDDED: contextvars.ContextVar[Optional[list[tuple[Backbone, torch.Tensor, torch.Tensor]]]] = \
+    contextvars.ContextVar("avmoe_embedded", default=None)
+
+
+@contextlib.contextmanager
+def reuse_embeddings() -> Iterator[None]:
+    """Inside the block a frozen backbone embeds equal inputs once: for task models that share their backbones
+    (`share_backbones`) run on one clip, which then prepare its audio features and patch tokens only once."""
+    token = _EMBEDDED.set([])
+    try:
+        yield
+    finally:
+        _EMBEDDED.reset(token)
+
+
+def embed(backbone: Backbone, x: torch.Tensor) -> torch.Tensor:
+    """`backbone.embed(backbone.prepare(x))`: raw input for B frames -> first-stage tokens, reused inside
+    `reuse_embeddings` for an input equal to one this very module embedded before (frozen, without autograd)."""
+    memo = _EMBEDDED.get()
+    if memo is None or torch.is_grad_enabled() or not backbone.frozen:
+        return backbone.embed(backbone.prepare(x))
+    for seen_by, seen, tokens in memo:
+        if seen_by is backbone and seen.shape == x.shape and seen.dtype == x.dtype and torch.equal(seen, x):
+            return tokens
+    tokens = backbone.embed(backbone.prepare(x))
+    memo.append((backbone, x, tokens))
+    return tokens
+
+
+def share_backbones(models: Iterable["TaskModel"]) -> int:
+    """Let task models whose frozen backbones are equal (same config and weights) use one module per stream, as
+    the shipped models do: one copy in memory, and `reuse_embeddings` can see that their inputs meet the same
+    module. Returns how many backbone modules were replaced."""
+    kept: list[tuple[Any, Backbone]] = []
+    replaced = 0
+    for model in models:
+        for stream in STREAMS:
+            own = getattr(model.encoder, stream)
+            cfg = getattr(model.cfg, stream), model.cfg.frame_size, model.cfg.sample_rate
+            same = next((bb for c, bb in kept if c == cfg and _equal_weights(bb, own)), None)
+            if same is None:
+                kept.append((cfg, own))
+            elif same is not own:
+                setattr(model.encoder, stream, same)
+                replaced += 1
+    return replaced
+
+
+def _equal_weights(a: Backbone, b: Backbone) -> bool:
+    if type(a) is not type(b) or not (a.frozen and b.frozen):
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and sa[k].device == sb[k].device
+        and torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def _name(stream: str, layer: int, pos: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
@@ -18,7 +18,7 @@ from avmoe.data.corrupt import apply_condition
 from avmoe.data.media import MediaLimits, decode_clip
 from avmoe.data.sample import BACKGROUND, Clip
 from avmoe.layers import RouterOverride, RouterTrace, reuse_folds
-from avmoe.model import TaskModel
+from avmoe.model import TaskModel, reuse_embeddings, share_backbones
 from avmoe.paths import ASSETS
 
 MODELS = ASSETS / "models"
@@ -72,10 +72,11 @@ class Predictor:
         models: task name -> a model directory or a built `TaskModel`.
         device: where the models run.
         limits: media limits for decoding uploaded files.
+        share_with: other Predictors whose models may lend their equal frozen backbones (one copy in memory).
     """
 
     def __init__(self, models: Mapping[str, str | Path | TaskModel], device: str = "cpu",
-                 limits: Optional[MediaLimits] = None) -> None:
+                 limits: Optional[MediaLimits] = None, share_with: Sequence["Predictor"] = ()) -> None:
         if not models:
             raise ValueError("Predictor needs at least one task model")
         self.device = torch.device(device)
@@ -87,6 +88,8 @@ class Predictor:
             if built.cfg.task != task:
                 raise ValueError(f"model for {task!r} was built for task {built.cfg.task!r}")
             self.models[task] = built.to(self.device).eval()
+        # Equal backbones (the shipped models all have the same) become one module: one copy, embedded once per clip.
+        share_backbones([m for p in share_with for m in p.models.values()] + list(self.models.values()))
         self.limits = limits or MediaLimits()
         first = next(iter(self.models.values())).cfg
         self.frame_size = max(m.cfg.frame_size for m in self.models.values())
@@ -124,7 +127,7 @@ class Predictor:
         # A bad question is refused before any model runs (AVQA comes last in the task order).
         tokens = self._tokenize(self.models["avqa"], question) if "avqa" in wanted else None
         result = Prediction(clip, condition, classes={t: self.models[t].cfg.classes for t in wanted})
-        with reuse_folds():
+        with reuse_folds(), reuse_embeddings():
             for task in wanted:
                 result.tasks[task] = self._run(self.models[task], clip, tokens, override)
         return result

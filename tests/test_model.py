@@ -3,7 +3,7 @@ import torch
 
 from avmoe.config import get_preset
 from avmoe.layers import RouterOverride
-from avmoe.model import AVMoEModel, pair_blocks
+from avmoe.model import STREAMS, AVMoEModel, TaskModel, pair_blocks, reuse_embeddings, share_backbones
 from avmoe.backbones import Stage
 
 B, T = 2, 3
@@ -142,3 +142,47 @@ def test_a_training_step_changes_no_backbone_weight_or_statistic():
     for k, v in frozen.items():
         assert torch.equal(after[k], v), k
     assert any(float(p.abs().sum()) > 0 for n, p in model.named_parameters() if n.endswith(".gate"))
+
+
+def test_share_backbones_keeps_one_copy_of_equal_backbones():
+    torch.manual_seed(0)
+    ave = TaskModel(get_preset("tiny-ave", segments=T)).eval()
+    s4 = TaskModel(get_preset("tiny-s4", segments=T)).eval()
+    other = TaskModel(get_preset("tiny-ave", segments=T)).eval()  # its own random backbones
+    for stream in STREAMS:
+        getattr(s4.encoder, stream).load_state_dict(getattr(ave.encoder, stream).state_dict())
+    frames, audio = _inputs(ave.cfg)
+    with torch.no_grad():
+        before = s4.encoder(frames, audio)
+    assert share_backbones([ave, s4, other]) == 2
+    assert s4.encoder.visual is ave.encoder.visual and s4.encoder.audio is ave.encoder.audio
+    assert other.encoder.visual is not ave.encoder.visual and other.encoder.audio is not ave.encoder.audio
+    with torch.no_grad():
+        after = s4.encoder(frames, audio)
+    torch.testing.assert_close(after.visual, before.visual, rtol=0, atol=0)
+    torch.testing.assert_close(after.audio, before.audio, rtol=0, atol=0)
+    assert share_backbones([ave, s4, other]) == 0
+
+
+def test_reuse_embeddings_prepares_an_equal_input_once(encoder):
+    frames, audio = _inputs(encoder.cfg)
+    calls = []
+    prepare = encoder.audio.prepare
+    encoder.audio.prepare = lambda x: calls.append(1) or prepare(x)
+    try:
+        with torch.no_grad():
+            plain = encoder(frames, audio).audio
+            with reuse_embeddings():
+                first = encoder(frames, audio).audio
+                again = encoder(frames.clone(), audio.clone()).audio  # new tensors, equal values: reused
+                louder = encoder(frames, 2 * audio).audio
+            assert len(calls) == 3
+            torch.testing.assert_close(first, plain, rtol=0, atol=0)
+            torch.testing.assert_close(again, plain, rtol=0, atol=0)
+            assert not torch.equal(louder, plain)
+        with reuse_embeddings():  # with autograd nothing is reused
+            encoder(frames, audio)
+            encoder(frames, audio)
+        assert len(calls) == 5
+    finally:
+        del encoder.audio.prepare

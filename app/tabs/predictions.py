@@ -13,6 +13,7 @@ import gradio as gr
 import torch
 
 from app import overlays, plots
+from app.tabs import router
 from app.inputs import Inputs, describe
 from app.studio import Session, Studio, condition_string, user_errors
 from avmoe.data.sample import BACKGROUND
@@ -88,13 +89,22 @@ def _avvp_figure(pred: Prediction):
                                                                       f"{pred.condition}")
 
 
-def _segmentation(pred: Prediction) -> tuple[list, Optional[str]]:
+def _gallery(pred: Prediction) -> list:
+    """Each second's frame with the S4/MS3 masks blended in, captioned; empty without a segmentation model."""
+    frames = _overlay_frames(pred)
+    return [] if frames is None else [(f, f"{t} s") for t, f in enumerate(frames)]  # areas are in the JSON
+
+
+def _overlay_frames(pred: Prediction):
     masks = {t: pred.tasks[t].outputs["masks"] for t in ("s4", "ms3") if t in pred.tasks}
-    if not masks:
-        return [], None
-    frames = overlays.overlay_frames(pred.clip, masks)
-    captions = [f"{t} s" for t in range(len(frames))]  # a thumbnail fits no more; each mask's area is in the JSON
-    return list(zip(frames, captions)), str(overlays.overlay_video(pred.clip, frames))
+    return overlays.overlay_frames(pred.clip, masks) if masks else None
+
+
+@user_errors
+def overlay_video(session: Optional[Session]) -> Optional[str]:
+    """The overlay video of the last Run (a follow-up of Run, so its plots do not wait for the encoding)."""
+    frames = _overlay_frames(session.require_prediction()) if session is not None else None
+    return None if frames is None else str(overlays.overlay_video(session.prediction.clip, frames))
 
 
 def answer_label(pred: Prediction) -> Optional[dict[str, float]]:
@@ -107,8 +117,10 @@ def answer_label(pred: Prediction) -> Optional[dict[str, float]]:
 
 @user_errors
 def run(studio: Studio, video: Optional[str], condition: str, snr: float, other: Optional[str],
-        question: Optional[str], session: Optional[Session], progress: gr.Progress = gr.Progress()) -> tuple:
-    """The Run button: decode (once), one prediction of every task, and every view of it."""
+        question: Optional[str], session: Optional[Session], router_task: Optional[str] = None,
+        stream: str = "visual", position: str = "p1", progress: gr.Progress = gr.Progress()) -> tuple:
+    """The Run button: decode (once), one prediction of every task, and every view of it, the router explorer's
+    heat-maps included (drawn in the same event, for the explorer's current task, stream and position)."""
     progress(0.0, desc="Decoding the clip")
     session = studio.session_for(session, video)
     if not studio.tasks:
@@ -117,12 +129,11 @@ def run(studio: Studio, video: Optional[str], condition: str, snr: float, other:
     asked = question if question and question.strip() else None
     pred = studio.predict(session, condition_string(condition, snr), question=asked, other=other)
     session.prediction, session.question, session.other = pred, asked, other
-    progress(0.8, desc="Drawing")
-    gallery, overlay = _segmentation(pred)
     info = describe(studio, session, pred.condition + (f" (audio of {other})" if pred.clip.meta.get("audio_from")
                                                       else ""))
-    return (session, info, _ave_figure(studio, session, pred), _avvp_figure(pred), gallery, overlay,
-            answer_label(pred), pred.to_dict())
+    return (session, info, _ave_figure(studio, session, pred), _avvp_figure(pred), _gallery(pred),
+            *router.drawn(session, router_task or studio.tasks[0], stream, position), answer_label(pred),
+            pred.to_dict())
 
 
 @user_errors
@@ -152,12 +163,14 @@ def suggest(studio: Studio, video: Optional[str]) -> gr.Dropdown:
     return gr.Dropdown(choices=own + [q for q in GENERIC_QUESTIONS if q not in own], value=None)
 
 
-def wire(studio: Studio, view: PredictionsView, inputs: Inputs):
-    """Wire the tab; returns the Run event so other tabs can follow it."""
+def wire(studio: Studio, view: PredictionsView, inputs: Inputs, router_view: router.RouterView) -> None:
+    """Wire the tab; its Run also draws the router explorer's heat-maps."""
     question_inputs = [inputs.video, inputs.condition, inputs.snr, inputs.other, view.question]
-    event = inputs.run.click(partial(run, studio), [*question_inputs, inputs.session],
-                             [inputs.session, inputs.info, view.ave, view.avvp, view.gallery, view.overlay,
-                              view.answer, view.json], api_name="run")
+    controls = [router_view.task, router_view.stream, router_view.position]
+    event = inputs.run.click(partial(run, studio), [*question_inputs, inputs.session, *controls],
+                             [inputs.session, inputs.info, view.ave, view.avvp, view.gallery, router_view.heatmap,
+                              router_view.summary, view.answer, view.json], api_name="run")
+    event.success(overlay_video, [inputs.session], [view.overlay], api_name="overlay_video")
     view.ask.click(partial(ask, studio), [view.question, inputs.session], [view.answer], api_name="ask")
     view.question.submit(partial(ask, studio), [view.question, inputs.session], [view.answer],
                          api_visibility="private")
@@ -165,4 +178,3 @@ def wire(studio: Studio, view: PredictionsView, inputs: Inputs):
     inputs.video.change(partial(suggest, studio), [inputs.video], [view.suggestions], api_visibility="private")
     view.api.click(partial(predict_json, studio), question_inputs, [view.json], api_name="predict")
     view.tab.select(None, js=plots.FIT_PLOTS_JS)
-    return event

@@ -76,6 +76,15 @@ def figures(session: Session, task: str, stream: str, position: str) -> tuple:
     return plots.router_heatmaps(panels, experts, layers, title=title), plots.router_summary(panels, experts, layers)
 
 
+def drawn(session: Session, task: str, stream: str, position: str) -> tuple:
+    """`figures` for the Run button: what cannot be drawn becomes a message in the plot, not an error (the Run
+    itself succeeded)."""
+    try:
+        return figures(session, task, stream, position)
+    except ValueError as err:
+        return plots.message(str(err)), plots.message("")
+
+
 @user_errors
 def render(task: str, stream: str, position: str, session: Optional[Session]) -> tuple:
     """Redraw from the session's predictions (no model run)."""
@@ -96,9 +105,9 @@ def compare(studio: Studio, task: str, stream: str, position: str, condition: st
     return (session, *figures(session, task, stream, position))
 
 
-def wire(studio: Studio, view: RouterView, inputs: Inputs, run_event) -> None:
+def wire(studio: Studio, view: RouterView, inputs: Inputs) -> None:
+    """Wire the tab (the Run button draws its heat-maps too: `predictions.wire`)."""
     controls = [view.task, view.stream, view.position]
-    run_event.success(render, [*controls, inputs.session], [view.heatmap, view.summary], api_visibility="private")
     gr.on([c.input for c in controls], render, [*controls, inputs.session], [view.heatmap, view.summary],
           api_name="router")
     view.tab.select(None, js=plots.FIT_PLOTS_JS)  # a Run draws the heat-maps while this tab may be hidden

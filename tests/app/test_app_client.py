@@ -7,7 +7,7 @@ pytestmark = pytest.mark.slow
 
 QUESTION = "how many sounding objects are in the video?"
 ENDPOINTS = {"/load_clip", "/run", "/ask", "/predict", "/router", "/compare", "/intervene", "/robustness",
-             "/robustness_clip", "/features", "/figure"}
+             "/robustness_clip", "/features", "/figure", "/overlay_video"}
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +29,20 @@ def test_the_named_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert set(api) == ENDPOINTS
     assert [p["parameter_name"] for p in api["/run"]["parameters"]] == ["video", "condition", "snr", "other",
-                                                                        "question"]
+                                                                        "question", "router_task", "stream",
+                                                                        "position"]
 
 
 def test_load_clip_and_run(client, studio, upload, bad_files):
     assert "my upload.mp4" in client.predict(handle_file(str(upload)), api_name="/load_clip")
     with pytest.raises(AppError, match="notes.mp4 is not a media file"):
         client.predict(handle_file(str(bad_files["not_media"])), api_name="/load_clip")
-    info, ave, avvp, gallery, overlay, answer, summary = client.predict(
+    info, ave, avvp, gallery, heat, usage, answer, summary = client.predict(
         handle_file(str(studio.examples[1].path)), "audio noise", 0, "first-scene", QUESTION, api_name="/run")
     assert "**Scene 1**" in info and "audio-noise:0" in info
-    assert _plot(ave) and _plot(avvp) and len(gallery) == 4 and overlay.endswith(".mp4")
+    assert _plot(ave) and _plot(avvp) and len(gallery) == 4 and _plot(usage)
+    assert "Router weights · ave · visual stream · p1" in str(_plot(heat)["plot"])
+    assert client.predict(api_name="/overlay_video").endswith(".mp4")  # of the session's last Run
     assert len(answer["confidences"]) == 5 and answer["label"] == answer["confidences"][0]["label"]
     assert set(summary["tasks"]) == {"ave", "avvp", "s4", "ms3", "avqa"}
     with pytest.raises(AppError, match="sound.wav has no video stream"):

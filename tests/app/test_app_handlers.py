@@ -21,7 +21,7 @@ def ran(studio):
 
 
 def test_run_shows_every_task_of_an_example(studio, ran):
-    session, info, ave, avvp, gallery, overlay, answer, summary = ran
+    session, info, ave, avvp, gallery, heatmap, usage, answer, summary = ran
     assert "**Scene 0**" in info and "4 one-second segments" in info and "Condition: `av`" in info
     pred = session.prediction
     assert set(pred.tasks) == {"ave", "avvp", "s4", "ms3", "avqa"} and session.question == QUESTION
@@ -30,6 +30,9 @@ def test_run_shows_every_task_of_an_example(studio, ran):
     assert list(truth.text) == [t or "-" for t in studio.examples[0].ave[:4]]
     assert avvp.layout.title.text.startswith("Audio and visual events (AVVP)")
     assert len(gallery) == 4 and [caption for _, caption in gallery] == ["0 s", "1 s", "2 s", "3 s"]
+    assert heatmap.layout.title.text == "Router weights · ave · visual stream · p1"  # the explorer's defaults
+    assert len([t for t in heatmap.data if t.type == "heatmap"]) == 2 and usage.data  # one per expert
+    overlay = predictions.overlay_video(session)  # the Run's follow-up event
     assert Path(overlay).is_file() and Path(overlay).suffix == ".mp4"
     assert len(answer) == 5 and set(answer) <= set(get_world("shapes").answer_vocab)
     assert list(answer.values()) == sorted(answer.values(), reverse=True)
@@ -43,6 +46,8 @@ def test_run_on_an_upload_under_noise_without_a_question(studio, upload):
     assert session.clip.num_segments == 4
     with pytest.raises(gr.Error, match="the avqa model did not run on this clip; type a question in the Predictions"):
         router.render("avqa", "visual", "p1", session)
+    heatmap = predictions.run(studio, str(upload), "audio noise", 10, None, "", session, "avqa")[5]
+    assert "the avqa model did not run on this clip" in heatmap.layout.annotations[0].text  # a message, no error
 
 
 def test_run_rejects_bad_input(studio, bad_files):
@@ -73,7 +78,7 @@ def test_load_clip_decodes_into_the_session(studio, upload):
 def test_ask_answers_and_refuses_empty_questions(studio, ran):
     session = ran[0]
     answer = predictions.ask(studio, QUESTION, session)
-    assert answer == ran[6]  # the same question and clip as the Run
+    assert answer == ran[7]  # the same question and clip as the Run
     other = predictions.ask(studio, "where is the loudest sounding object?", session)
     assert len(other) == 5 and other != answer
     with pytest.raises(gr.Error, match="the question is empty"):
@@ -84,7 +89,7 @@ def test_ask_answers_and_refuses_empty_questions(studio, ran):
 
 def test_predict_json_is_the_prediction_summary(studio, ran):
     summary = predictions.predict_json(studio, str(studio.examples[0].path), "audio + visual", 0, None, QUESTION)
-    assert summary == ran[7]
+    assert summary == ran[-1]
     assert set(summary["tasks"]["ave"]["router"]) >= {"visual/0/p1", "audio/0/p2"}
     assert predictions.suggest(studio, str(studio.examples[0].path)).choices[0][0] == studio.examples[0].questions[0]
 
