@@ -50,7 +50,12 @@ class LogMel(nn.Module):
         self.amin = amin
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        mel = self.mel(wave)  # [..., mels, frames]
+        s = self.mel.spectrogram
+        stft = torchaudio.functional.spectrogram(wave, s.pad, s.window, s.n_fft, s.hop_length, s.win_length, None,
+                                                 s.normalized, s.center, s.pad_mode, s.onesided)
+        # |z|^2 as re^2 + im^2: the same power as MelSpectrogram's, but torch's complex abs (a hypot per bin) would
+        # cost about as much as the STFT itself.
+        mel = self.mel.mel_scale(torch.view_as_real(stft).square().sum(-1))  # [..., mels, frames]
         return (10.0 * torch.log10(mel.clamp(min=self.amin))).transpose(-1, -2)
 
 
