@@ -52,7 +52,7 @@ def build(studio: Studio) -> PredictionsView:
         segmentation = [f"{t.upper()} {overlays.COLOUR_NAMES[t]}" for t in ("s4", "ms3") if t in studio.tasks]
         with gr.Row(visible=bool(segmentation)):
             gallery = gr.Gallery(label=f"Sounding-object masks on every frame ({', '.join(segmentation)})",
-                                 columns=5, height=MEDIA_HEIGHT, object_fit="contain", preview=False,
+                                 columns=5, height=MEDIA_HEIGHT, object_fit="contain", preview=False, format="jpeg",
                                  elem_id="masks")
             overlay = gr.Video(label="Overlay video", height=MEDIA_HEIGHT, interactive=False)
         with gr.Row(visible="avqa" in studio.tasks):
