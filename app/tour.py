@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import httpx
+import torch
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from app.app import Served, serve
+from app.app import Served, default_threads, serve
 from app.stress import memory_mb
 from app.studio import EVAL, EXAMPLES, Example, Studio, condition_string
 from app.tabs.robustness import evaluation_cached, tasks_with_variants
@@ -85,11 +86,11 @@ def _serves(url: str) -> bool:
 
 
 def serve_warm(models: Optional[str] = None, eval_root: Path = EVAL, examples: Path = EXAMPLES,
-               timeout_s: float = 300.0) -> tuple[Served, dict[str, float]]:
+               timeout_s: float = 300.0, threads: Optional[int] = None) -> tuple[Served, dict[str, float]]:
     """app.app.serve on 127.0.0.1 and a free port, once the page is served and the warm-up is done; with the
     start-up numbers (seconds since process start when built, served and warm; memory after the warm-up)."""
     started = process_age_s()
-    served = serve(models, eval_root, examples, host="127.0.0.1", quiet=True)
+    served = serve(models, eval_root, examples, host="127.0.0.1", quiet=True, threads=threads)
     deadline = time.monotonic() + timeout_s
     try:
         while not _serves(served.url):
@@ -328,7 +329,8 @@ def tour(url: str, studio: Studio, out: Optional[Path] = None, repeats: int = 5,
     result: dict[str, Any] = {"url": url, "models_root": str(studio.models_root),
                               "models": {v: sorted(t) for v, t in studio.models.items()}, "tasks": studio.tasks,
                               "cpu": {"cores": os.cpu_count(), "load_average": os.getloadavg(),
-                                      "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}}
+                                      "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                                      "torch_threads": torch.get_num_threads()}}
     if startup:
         result["startup"] = startup
     bad = out / "not-a-video.mp4"
@@ -402,9 +404,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", type=Path, help="screenshots and tour.json (default .cache/app/screenshots)")
     parser.add_argument("--repeats", type=int, default=5, help="timed Runs for click to all plots")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for any one result")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="torch threads per model run, as the app's option (default: the app's default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    served, startup = serve_warm(args.models, args.eval, args.examples, args.timeout)
+    served, startup = serve_warm(args.models, args.eval, args.examples, args.timeout, args.threads)
     try:
         result = tour(served.url, served.studio, args.out, args.repeats, args.timeout, startup)
     finally:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from app import overlays
-from app.app import build_demo
+from app.app import CONCURRENCY, build_demo, default_threads, serve
 from app.tabs import predictions
 from app.studio import Session, Studio, condition_string, find_models, user_errors
 from avmoe.data.media import MediaError, probe
@@ -22,6 +22,18 @@ def test_condition_menu_maps_to_library_conditions():
     assert condition_string("audio from another clip") == "mismatched"
     with pytest.raises(ValueError, match="unknown condition 'upside down'"):
         condition_string("upside down")
+
+
+def test_the_app_splits_the_cores_among_its_event_slots(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert default_threads() == 8 // CONCURRENCY
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's setting wins
+    assert default_threads() == 3
+    with pytest.raises(ValueError, match="threads=0 must be at least 1"):
+        serve(threads=0)
 
 
 def test_models_are_found_by_folder_name(app_root, tmp_path):

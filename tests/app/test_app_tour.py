@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -20,10 +21,13 @@ def test_tour_measures_and_screenshots_every_tab(app_root, tmp_path, capsys):
     from app.tour import main
 
     out = tmp_path / "tour"
+    threads = torch.get_num_threads()  # the app's option sets them for the process: keep the test session's
     code = main(["--models", str(app_root / "models"), "--eval", str(app_root / "eval"), "--examples",
-                 str(app_root / "examples"), "--out", str(out), "--repeats", "1", "--timeout", "60"])
+                 str(app_root / "examples"), "--out", str(out), "--repeats", "1", "--timeout", "60",
+                 "--threads", str(threads)])
     result = json.loads((out / "tour.json").read_text())
     assert code == 0, [s["error"] for s in result["steps"]]
+    assert result["cpu"]["torch_threads"] == threads
     startup = result["startup"]
     assert 0 < startup["process_to_built_s"] <= startup["process_to_served_s"] <= startup["process_to_warm_s"]
     assert startup["rss_mb_after_warm_up"] > 100
