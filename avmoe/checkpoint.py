@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from avmoe.config import ModelConfig
+from avmoe.config import ModelConfig, apply_overrides
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,12 @@ def save(model: nn.Module, directory: str | Path, card: Optional[dict[str, Any]]
     return directory
 
 
-def load(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Build the model a directory's config describes and load its weights strictly."""
+def load(directory: str | Path, device: str | torch.device = "cpu", **overrides: Any) -> nn.Module:
+    """Build the model a directory's config describes and load its weights strictly.
+
+    `overrides` (dotted keys, e.g. `**{"router.top_k": 1}` for inference top-k) change the config before the
+    build; one that changes the weights' shapes fails the strict load.
+    """
     from avmoe.model import TaskModel
 
     directory = Path(directory)
@@ -134,6 +138,8 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module
         if not (directory / name).is_file():
             raise CheckpointError(f"{directory} is not a model directory: {name} is missing")
     cfg = ModelConfig.load(directory / CONFIG)
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
     for stream in ("visual", "audio"):
         bcfg = getattr(cfg, stream)
         if bcfg.weights and not Path(bcfg.weights).is_absolute():

@@ -103,7 +103,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", metavar="PATH", help="dataset root, if not the one in the model card")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", help="JSON file for the results (default MODEL/eval-SPLIT.json)")
+    parser.add_argument("--top-k", type=int, default=0,
+                        help="inference top-k: every router keeps its K largest weights and renormalises, and the "
+                             "other experts are not run (default 0: the dense mixture the model was trained with)")
+    parser.add_argument("--out", help="JSON file for the results (default MODEL/eval-SPLIT.json, "
+                                      "MODEL/eval-SPLIT-topK.json with --top-k)")
 
 
 def run(args) -> int:
@@ -114,7 +118,7 @@ def run(args) -> int:
     from avmoe.data.tasks import DataSpec, open_task_data
 
     model_dir = Path(args.model)
-    model = avmoe.load(model_dir)
+    model = avmoe.load(model_dir, **({"router.top_k": args.top_k} if args.top_k else {}))
     cfg = model.cfg
     card_path = model_dir / "card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
@@ -131,7 +135,8 @@ def run(args) -> int:
                for c in (args.condition or ["av"])}
     for condition, res in results.items():
         print(condition, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}))
-    out = Path(args.out) if args.out else model_dir / f"eval-{args.split}.json"
+    suffix = f"-top{args.top_k}" if args.top_k else ""
+    out = Path(args.out) if args.out else model_dir / f"eval-{args.split}{suffix}.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")
     return 0

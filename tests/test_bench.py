@@ -21,6 +21,8 @@ def test_quick_bench_reports_every_row_and_ratio(capsys):
         assert row["n"] == 2 and 0 < row["min_s"] <= row["q1_s"] <= row["median_s"] <= row["q3_s"] <= row["max_s"]
     ratios = result["ratios"]
     assert ratios["avmoe_over_backbones"] > 0 and 0 < ratios["router_share"] < 1 and ratios["train_steps_per_s"] > 0
+    assert ratios["top1_over_dense"] == result["rows"]["avmoe_top1"]["median_s"] / result["rows"]["avmoe_forward"][
+        "median_s"]
     assert ratios["predictor_s"] == result["rows"]["predictor"].get("median_s")
     assert ratios["paper_ave"] == {"skipped": "--quick"}
     assert set(result["targets"]) == {"predictor_s", "avmoe_over_backbones", "router_share", "paper_experts_speedup"}

@@ -1,11 +1,14 @@
 """Integration: a few training steps on the shapes world, checkpoints, exact resume, and evaluation."""
 import json
+import shutil
 
 import pytest
 import torch
 
 import avmoe
+from avmoe.cli import main
 from avmoe.data.tasks import DataSpec, open_task_data
+from avmoe.layers import Router
 from avmoe.train import TrainConfig, build_for_data, lr_at, modality_dropout, param_groups, train
 
 SMALL = dict(preset="tiny-ave", world="shapes", sizes=(8, 4, 4), epochs=2, batch_size=2, accum=2, workers=0,
@@ -93,3 +96,20 @@ def test_head_lr_scale_zero_keeps_the_head_while_the_adapters_train(tmp_path):
     head = [k for k in state if k.startswith("head.") and "running" not in k and "num_batches" not in k]
     assert head and all(torch.equal(state[k], start[k]) for k in head)
     assert any(not torch.equal(state[k], start[k]) for k in state if "adapters" in k)
+
+
+def test_eval_command_matches_the_card_and_runs_inference_top_k(full_run, tmp_path):
+    out, _ = full_run
+    model_dir = tmp_path / "model"
+    shutil.copytree(out / "best", model_dir)
+    shutil.copy(out / "card.json", model_dir / "card.json")  # as `avmoe export` does: eval reads the data from it
+    card = json.loads((out / "card.json").read_text())
+    assert main(["eval", "--model", str(model_dir), "--split", "test"]) == 0
+    dense = json.loads((model_dir / "eval-test.json").read_text())["av"]
+    assert dense["accuracy"] == pytest.approx(card["test"]["av"]["accuracy"])
+    assert main(["eval", "--model", str(model_dir), "--split", "test", "--top-k", "1"]) == 0
+    top1 = json.loads((model_dir / "eval-test-top1.json").read_text())["av"]
+    assert top1["n"] == dense["n"] and 0.0 <= top1["accuracy"] <= 100.0
+    assert {r.top_k for r in avmoe.load(model_dir, **{"router.top_k": 1}).modules() if isinstance(r, Router)} == {1}
+    with pytest.raises(ValueError, match="top_k=3 exceeds num_experts=2"):
+        main(["eval", "--model", str(model_dir), "--split", "test", "--top-k", "3"])
