@@ -4,10 +4,11 @@ Rows, each a median with its spread over --repeats runs after warm-up (compared 
 hits them alike): decode, audio features, the frozen backbones alone (the preset's `frozen` variant with the same
 backbone weights), the AVMoE encoder forward, the same with inference top-1 routing (each router keeps its largest
 weight and the other experts are skipped), the routers inside the dense forward (module hooks), the head, the
-Predictor end to end on the shipped models (decode, every task model, router trace), and a training step. Ratios, each beside its
-target: the Predictor's median (<= 0.5 s), AVMoE over backbones (<= 1.3), the routers' share of the forward
-(<= 2 %), and on paper-ave with random weights the stacked experts against the loop (>= 1.5x) with the largest
-output difference. Targets are reported, never enforced: --quick (for CI) checks nothing about speed.
+Predictor end to end on the shipped models (decode, every task model, router trace), and a training step.
+Ratios, each beside its target: the Predictor's median (<= 0.5 s), AVMoE over backbones (<= 1.3), the routers'
+share of the forward (<= 2 %), and on paper-ave with random weights the stacked experts against the loop (>= 1.5x)
+with the largest output difference; top-1 over dense is reported beside them. Targets are reported, never
+enforced: --quick (for CI) checks nothing about speed.
 Model weights are random where the preset gives none; timings do not depend on weight values.
 """
 from __future__ import annotations
