@@ -21,7 +21,7 @@ from app.inputs import Inputs
 from app.studio import Session, Studio, user_errors
 from avmoe.config import TASKS, VARIANTS
 from avmoe.evaluate import PRIMARY
-from avmoe.paths import cache_dir
+from avmoe.paths import REPO, cache_dir
 from avmoe.predict import TaskPrediction
 
 AGREEMENT = "agreement with own A+V (%)"
@@ -47,11 +47,13 @@ def tasks_with_variants(studio: Studio) -> list[str]:
 
 def build(studio: Studio) -> RobustnessView:
     tasks = tasks_with_variants(studio)
+    eval_root = Path(studio.eval_root).resolve()
+    shown = eval_root.relative_to(REPO) if eval_root.is_relative_to(REPO) else eval_root  # not the server's own path
     with gr.Tab("Robustness", id="robustness"):
         if not tasks:
             gr.Markdown(studio.missing_note())
         gr.Markdown("Each variant under every standard condition: official metrics on the built-in evaluation set "
-                    f"(`{studio.eval_root}/<task>/`, cached), and agreement with its own audio + visual output on "
+                    f"(`{shown}/<task>/`, cached), and agreement with its own audio + visual output on "
                     "the current clip.")
         with gr.Row():
             task = gr.Dropdown(tasks, value=tasks[0] if tasks else None, label="Task")

@@ -131,3 +131,15 @@ def test_old_overlay_videos_are_cleaned(tmp_path):
         os.utime(p, (time.time() - 100 * (5 - i),) * 2)  # 0.mp4 is the oldest
     overlays.clean(tmp_path, max_age_s=450, max_files=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["3.mp4", "4.mp4"]  # 0 too old; room left for a new one
+
+
+def test_the_robustness_tab_names_the_evaluation_sets_by_their_repo_path(tmp_path):
+    from avmoe.paths import REPO
+
+    def note(eval_root):
+        demo = build_demo(Studio(tmp_path, examples_dir=tmp_path, eval_root=eval_root))
+        texts = [c["props"].get("value") for c in demo.config["components"] if c.get("type") == "markdown"]
+        return next(t for t in texts if t and "built-in evaluation set" in t)
+
+    assert "(`assets/eval/<task>/`, cached)" in note(REPO / "assets" / "eval")
+    assert f"(`{tmp_path.resolve()}/<task>/`, cached)" in note(tmp_path)  # outside the repo: the full path
