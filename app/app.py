@@ -40,18 +40,32 @@ CONCURRENCY = 2
 # waiting for minutes: a Run takes 0.5-2 s on one CPU thread (more with more task models), so 32 waiting is about a
 # minute at worst. `python -m app.stress load` measures it.
 QUEUE_SIZE = 32
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "QUOTA PERIOD" or "max PERIOD" (cgroup v2)
 CLEANUP = (3600, 3 * 3600)  # every hour, delete uploads and served files older than a session's clip state (3 h)
 HEADER = ("# AVMoE Studio\nMixtures of audio-visual experts (NeurIPS 2024): pick a clip and a condition, press "
           "**Run**, then explore what every task model predicts and how its routers weigh the experts.")
 
 
+def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a container, such as a Space,
+    sees the host's cores in os.cpu_count())."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to read
+    return cores
+
+
 def default_threads() -> int:
-    """Torch intra-op threads for the app: $OMP_NUM_THREADS if set, else the cores split among the CONCURRENCY
-    event slots. Two events that each use every core slow each other down (a Run and the overlay video after it,
-    two visitors); on this 2-core machine one thread per event took click-to-plots from 1.46-1.67 s to 1.17 s
-    (`python -m app.tour`)."""
+    """Torch intra-op threads for the app: $OMP_NUM_THREADS if set, else the available cores split among the
+    CONCURRENCY event slots. Two events that each use every core slow each other down (a Run and the overlay video
+    after it, two visitors); on this 2-core machine one thread per event took click-to-plots from 1.46-1.67 s to
+    1.17-1.22 s (`python -m app.tour`)."""
     env = os.environ.get("OMP_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else max(1, (os.cpu_count() or 1) // CONCURRENCY)
+    return int(env) if env.isdigit() and int(env) > 0 else max(1, available_cores() // CONCURRENCY)
 
 
 def models_root(arg: Optional[str | Path] = None) -> Path:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from app import overlays
-from app.app import CONCURRENCY, build_demo, default_threads, serve
+import app.app as app_module
+from app.app import CONCURRENCY, available_cores, build_demo, default_threads, serve
 from app.tabs import predictions
 from app.studio import Session, Studio, condition_string, find_models, user_errors
 from avmoe.data.media import MediaError, probe
@@ -24,11 +25,18 @@ def test_condition_menu_maps_to_library_conditions():
         condition_string("upside down")
 
 
-def test_the_app_splits_the_cores_among_its_event_slots(monkeypatch):
+def test_the_app_splits_the_cores_among_its_event_slots(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    cpu_max = tmp_path / "cpu.max"
+    assert available_cores(cpu_max) == 16  # no cgroup file
+    cpu_max.write_text("max 100000\n")
+    assert available_cores(cpu_max) == 16
+    cpu_max.write_text("150000 100000\n")  # a 1.5-CPU quota, as a container's
+    assert available_cores(cpu_max) == 2
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(app_module, "available_cores", lambda: 8)
     assert default_threads() == 8 // CONCURRENCY
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(app_module, "available_cores", lambda: 1)
     assert default_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's setting wins
     assert default_threads() == 3
