@@ -60,6 +60,7 @@ class HeadConfig:
     question_vocab: int = 93  # AVQA: question vocabulary size (with <pad>, <unk>)
     question_len: int = 14  # AVQA: padded question length
     mask_size: int = 0  # AVS: output mask side; 0 = the input frame size
+    dice_weight: float = 0.0  # AVS: weight of a soft Dice loss added to the BCE (official: 0, BCE only)
 
 
 @dataclass

@@ -31,7 +31,7 @@ def build_head(cfg: ModelConfig, visual_stages: tuple[Stage, ...], audio_stages:
         return AVVPHead(visual.dim, audio.dim, h.num_classes, h.dim, dropout=h.dropout)
     if cfg.task in ("s4", "ms3"):
         return AVSHead(tuple(s.dim for s in visual_stages), audio.dim, h.mask_size or cfg.frame_size, h.dim,
-                       task=cfg.task, dropout=h.dropout)
+                       task=cfg.task, dropout=h.dropout, dice_weight=h.dice_weight)
     if cfg.task == "avqa":
         return AVQAHead(visual.dim, audio.dim, h.num_classes, h.question_vocab, h.dim)
     raise ValueError(f"task={cfg.task!r} is not one of {', '.join(map(repr, TASKS))}")

@@ -70,6 +70,19 @@ class Bottleneck(nn.Module):
         return z if self.gate is None else self.gate * z
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """`softmax(q k^T * scale) v` over the last two axes: q [..., N_q, C], k and v [..., N_k, C] -> [..., N_q, C].
+
+    The scores are laid out with the longer token axis last. With few keys (the latent tokens) they are `[N_k, N_q]`
+    normalised over the keys axis: CPU softmax along a short last axis is about ten times slower than along a long
+    one (8 keys over 576 queries: 0.6 ms against 0.06 ms), and so is the fused `scaled_dot_product_attention`.
+    """
+    if k.shape[-2] < q.shape[-2]:
+        scores = (k * scale) @ q.transpose(-1, -2)  # [..., N_k, N_q]
+        return torch.softmax(scores, dim=-2).transpose(-1, -2) @ v
+    return torch.softmax((q * scale) @ k.transpose(-1, -2), dim=-1) @ v
+
+
 class LatentExchange(nn.Module):
     """Latent tokens read a source sequence, then the stream's own tokens read the latent tokens (LAVisH).
 
@@ -86,8 +99,8 @@ class LatentExchange(nn.Module):
 
     def forward(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         latent = self.tokens.expand(x.shape[0], -1, -1)  # [B, T, C]
-        tok = latent + F.scaled_dot_product_attention(latent, source, source, scale=self.scale)  # fused softmax
-        return x + self.gate * F.scaled_dot_product_attention(x, tok, tok, scale=self.scale)
+        tok = latent + attend(latent, source, source, self.scale)
+        return x + self.gate * attend(x, tok, tok, self.scale)
 
 
 class CrossModalAdapter(nn.Module):

@@ -37,6 +37,9 @@ class TokenMap(nn.Module):
         self.channels = nn.Linear(other_dim, dim)
 
     def forward(self, other: torch.Tensor) -> torch.Tensor:
+        if self.tokens is None and self.size[0] < self.size[1]:
+            # Interpolation weights sum to 1, so resampling commutes with the channel linear: map the shorter side.
+            return self._resample(self.channels(other).transpose(1, 2)).transpose(1, 2)
         t = other.transpose(1, 2)  # [B, C_o, N_o]
         if self.tokens is not None:
             t = self.tokens(t)

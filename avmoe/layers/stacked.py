@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avmoe.layers.adapters import Bottleneck, CrossModalAdapter, LatentExchange, UnimodalAdapter
+from avmoe.layers.adapters import Bottleneck, CrossModalAdapter, LatentExchange, UnimodalAdapter, attend
 
 
 def stacking_pays(dim: int, hidden: int) -> bool:
@@ -112,7 +112,10 @@ def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, 
     f = folded if folded is not None else fold(experts)
     cmas, uas = _split(experts)
     ln = experts[0].bottleneck.ln_before
-    normalise = lambda y: F.layer_norm(y, ln.normalized_shape, eps=ln.eps)  # noqa: E731 (affine folded into maps)
+    # The affine is folded into the down maps; a unit one is passed anyway, as CPU layer_norm without an affine takes
+    # a slower kernel (1.7x on [10, 576, 32] tokens).
+    unit = x.new_ones(x.shape[-1]), x.new_zeros(x.shape[-1])
+    normalise = lambda y: F.layer_norm(y, ln.normalized_shape, *unit, eps=ln.eps)  # noqa: E731
     inputs = list(normalise(_exchange(*f.cma_exchange, cmas[0].exchange.scale, x, t)).unbind(0)) if cmas else []
     attention = [e.attention for e in uas]
     if f.ua_exchange is not None:
@@ -153,8 +156,8 @@ def _exchange(latent: torch.Tensor, gates: torch.Tensor, scale: float, x: torch.
     E, B = latent.shape[0], x.shape[0]
     latent = latent[:, None].expand(-1, B, -1, -1)  # [E, B, T, C]
     src = source.expand(E, -1, -1, -1)  # [E, B, N_s, C]
-    tok = latent + F.scaled_dot_product_attention(latent, src, src, scale=scale)  # [E, B, T, C]
-    write = F.scaled_dot_product_attention(x.expand(E, -1, -1, -1), tok, tok, scale=scale)  # [E, B, N, C]
+    tok = latent + attend(latent, src, src, scale)  # [E, B, T, C]
+    write = attend(x.expand(E, -1, -1, -1), tok, tok, scale)  # [E, B, N, C]
     return torch.addcmul(x, write, gates[:, None, None, None])
 
 

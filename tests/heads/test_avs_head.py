@@ -94,6 +94,22 @@ def test_loss_resizes_logits_to_the_masks(head: AVSHead) -> None:
         head.loss({"mask_logits": logits}, {"masks": _masks(1, 5), "mask_valid": torch.ones(1, 4, dtype=torch.bool)})
 
 
+def test_dice_loss_on_a_hand_computed_case() -> None:
+    head = build_head(get_preset("tiny-s4", **{"head.dice_weight": 0.5}), TINY_VISUAL, TINY_AUDIO)
+    # Two annotated 1x2 frames: probabilities (0.5, 0.5) against (1, 0), and (0.5, 0.5) against an empty mask.
+    logits = torch.zeros(1, 3, 1, 2)
+    masks = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]], [[1.0, 1.0]]]])
+    valid = torch.tensor([[True, True, False]])
+    losses = head.loss({"mask_logits": logits}, {"masks": masks, "mask_valid": valid})
+    dice = ((1 - (2 * 0.5 + 1) / (1 + 1 + 1)) + (1 - 1 / (1 + 0 + 1))) / 2  # 1/3 and 1/2
+    torch.testing.assert_close(losses["dice"], torch.tensor(dice))
+    torch.testing.assert_close(losses["mask"], torch.tensor(2.0).log())  # BCE at p = 0.5
+    torch.testing.assert_close(losses["loss"], losses["mask"] + 0.5 * losses["dice"])
+    perfect = head.loss({"mask_logits": (masks * 2 - 1) * 50}, {"masks": masks})
+    assert float(perfect["dice"]) < 1e-6
+    assert set(head.loss(head(random_features(2, 5), {}), {"masks": _masks(2, 5)})) == {"loss", "mask", "dice"}
+
+
 def test_decode(head: AVSHead) -> None:
     logits = torch.tensor([[[[-1.0, 0.0], [1e-3, 5.0]]]])
     pred = head.decode({"mask_logits": logits})

@@ -5,6 +5,7 @@ import torch
 
 from avmoe.config import AdapterConfig, RouterConfig
 from avmoe.layers import CrossModalAdapter, MoEAdapter, Router, RouterOverride, RouterTrace, TokenMap, UnimodalAdapter
+from avmoe.layers.adapters import attend
 from avmoe.layers.router import keep_top_k
 
 
@@ -115,6 +116,19 @@ def test_cross_modal_expert_reads_the_other_modality():
     assert not torch.allclose(cma(x, torch.randn(2, 12, 16)), cma(x, torch.randn(2, 12, 16)))
 
 
+@pytest.mark.parametrize("queries, keys", [(40, 4), (4, 40), (9, 9)])
+def test_attend_is_scaled_dot_product_attention_in_either_layout(queries, keys):
+    """Few keys take the transposed layout, many keys the plain one; values and gradients are SDPA's."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, n, 8, requires_grad=True) for n in (queries, keys, keys))
+    out = attend(q, k, v, scale=0.3)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3)
+    torch.testing.assert_close(out, ref)
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    for g, r in zip(grads, torch.autograd.grad(ref.square().sum(), (q, k, v))):
+        torch.testing.assert_close(g, r)
+
+
 def test_token_map_interp_is_parameter_free_resampling():
     tm = TokenMap(16, 4, 8, 8, mode="interp", other_grid=(4, 4), grid=(2, 2))
     assert sum(p.numel() for p in tm.parameters()) == 8 * 8 + 8  # only the channel linear
@@ -122,6 +136,18 @@ def test_token_map_interp_is_parameter_free_resampling():
     tm.channels.bias.data.zero_()
     const = torch.ones(1, 16, 8) * 3
     torch.testing.assert_close(tm(const), torch.ones(1, 4, 8) * 3)
+
+
+@pytest.mark.parametrize("other_grid, grid", [((2, 3), (4, 6)), ((4, 6), (2, 3)), ((3, 3), (3, 5))])
+def test_token_map_interp_resamples_then_maps_channels(other_grid, grid):
+    """Upsampling maps the channels first (cheaper); either order gives the resampled-then-mapped tokens."""
+    torch.manual_seed(0)
+    n_o, n_s = math.prod(other_grid), math.prod(grid)
+    tm = TokenMap(n_o, n_s, 6, 10, mode="interp", other_grid=other_grid, grid=grid)
+    other = torch.randn(2, n_o, 6)
+    img = torch.nn.functional.interpolate(other.transpose(1, 2).unflatten(-1, other_grid), size=grid,
+                                          mode="bilinear", align_corners=False)
+    torch.testing.assert_close(tm(other), tm.channels(img.flatten(-2).transpose(1, 2)))
 
 
 def test_override_modes():
