@@ -37,9 +37,8 @@ class Folded:
 
     down: list[tuple[torch.Tensor, torch.Tensor, int]]  # per expert (W' [H, C/g], b' [H], groups)
     relu: list[bool]  # per expert: ReLU between the maps
-    gram: torch.Tensor  # [E(H+1), E(H+1)] block diagonal: A_c A_c^T / C per expert, the output LN's eps in its corner
-    right: torch.Tensor  # [E(H+1), C]: each A_c times the output LayerNorm's weight
-    bias: torch.Tensor  # [E, C]: the output LayerNorms' biases
+    gram: torch.Tensor  # [E, H + 1, H + 1] A_c A_c^T / C, the output LayerNorm's eps added in the last corner
+    right: torch.Tensor  # [E * (H + 1) + E, C]: each A_c times the output LayerNorm's weight, then its biases
     gates: torch.Tensor  # [E] output gates (1 where an expert has none)
     cma_exchange: Optional[tuple[torch.Tensor, torch.Tensor]]  # latent tokens [Ec, T, C] and gates [Ec]
     ua_exchange: Optional[tuple[torch.Tensor, torch.Tensor]]  # the same for "latent" unimodal self-attention
@@ -55,15 +54,16 @@ def fold(experts: list[nn.Module]) -> Folded:
         gram = a @ a.T / a.shape[1]
         gram[-1, -1] += m.ln_post.eps  # [h, 1] gram [h, 1]^T is then var + eps
         grams.append(gram)
+    right = [a * m.ln_post.weight for m, a in zip(bottlenecks, ups)]
+    right.append(torch.stack([m.ln_post.bias for m in bottlenecks]))
     ones = ups[0].new_ones(())
     attention = [e.attention for e in uas]
     latent_ua = bool(uas) and all(isinstance(a, LatentExchange) for a in attention)
     return Folded(
         down=[_folded_down(m) for m in bottlenecks],
         relu=[isinstance(m.act, nn.ReLU) for m in bottlenecks],
-        gram=torch.block_diag(*grams),
-        right=torch.cat([a * m.ln_post.weight for m, a in zip(bottlenecks, ups)]),
-        bias=torch.stack([m.ln_post.bias for m in bottlenecks]),
+        gram=torch.stack(grams),
+        right=torch.cat(right),
         gates=torch.stack([m.gate if m.gate is not None else ones for m in bottlenecks]),
         cma_exchange=_stack_exchanges([e.exchange for e in cmas]) if cmas else None,
         ua_exchange=_stack_exchanges(attention) if latent_ua else None,
@@ -107,7 +107,7 @@ def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, 
     row) is never formed: with A_c = A minus its mean over C, y - mean(y) = [h, 1] @ A_c and var(y) + eps =
     [h, 1] gram [h, 1]^T come from the small hidden tokens h. So the output LayerNorm's 1/std, the routing weight
     and the gate scale the rows of [h, 1], its affine scales A_c, and the sum over experts is a concatenation along
-    the inner dimension of one matmul, which also adds the routing-weighted LayerNorm biases.
+    the inner dimension of one matmul.
     """
     f = folded if folded is not None else fold(experts)
     cmas, uas = _split(experts)
@@ -124,17 +124,18 @@ def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, 
         inputs += [normalise(x)] * len(uas)
     else:
         inputs += [normalise(a(x)) for a in attention]
+    E, (B, N) = len(inputs), x.shape[:2]
     hidden = []
     for e, z in enumerate(inputs):
-        h = _grouped_linear(z, *f.down[e])  # [B, N, H]
+        h = _grouped_linear(z, *f.down[e]).flatten(0, 1)  # [B*N, H]
         hidden.append(h.relu() if f.relu[e] else h)
-    h1 = F.pad(torch.stack(hidden, dim=2), (0, 1), value=1.0)  # [B, N, E, H + 1]
-    var = ((h1.flatten(2) @ f.gram).view_as(h1) * h1).sum(-1)  # [B, N, E] variance of each y over C, plus eps
+    h1 = F.pad(torch.stack(hidden), (0, 1), value=1.0)  # [E, B*N, H + 1]
+    var = (torch.bmm(h1, f.gram) * h1).sum(-1)  # [E, B*N] variance of each y over C, plus eps
     coef = probs * f.gates  # [B, E]
     eps = experts[0].bottleneck.ln_post.eps  # var >= eps; the clamp only guards against rounding
-    s = torch.rsqrt(var.clamp_min(eps)) * coef[:, None, :]  # [B, N, E]
-    left = (h1 * s[..., None]).flatten(2)  # [B, N, E(H+1)]
-    return torch.baddbmm((coef @ f.bias)[:, None, :], left, f.right.expand(x.shape[0], -1, -1))
+    s = torch.rsqrt(var.clamp_min(eps)).view(E, B, N) * coef.T[:, :, None]  # [E, B, N]
+    left = (h1.view(E, B, N, -1) * s[..., None]).permute(1, 2, 0, 3).reshape(B, N, -1)  # [B, N, E*(H+1)]
+    return torch.cat([left, coef[:, None].expand(-1, N, -1)], dim=-1) @ f.right  # coef weighs the LN biases
 
 
 def _split(experts: list[nn.Module]) -> tuple[list[CrossModalAdapter], list[UnimodalAdapter]]:
