@@ -37,7 +37,8 @@ def test_compare_experts_runs_both_paths_on_the_same_weights():
     assert out["mixtures"] == out["stacked_mixtures"] == 16
     assert out["max_abs_diff"] < 1e-4  # gates are 0.5, so the experts do contribute
     assert out["experts_speedup"] > 0 and out["forward_speedup"] > 0 and out["peak_rss_mb"] > 0
-    assert out["experts_loop"]["n"] == out["experts_batched"]["n"] == 1
+    assert out["experts_loop"]["n"] == out["experts_batched"]["n"] == out["experts_batched_reused"]["n"] == 1
+    assert out["experts_speedup_reused"] > 0
 
 
 def test_summarise():
