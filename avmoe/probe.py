@@ -4,8 +4,8 @@ The features the encoder gives before training (frozen backbones, adapters at in
 are the ones the head meets at the first full step. Training the head first on those cached features (thousands of
 steps cost seconds) and then the whole model is the probe-then-fine-tune recipe (LP-FT, Kumar et al., ICLR 2022).
 It is what makes weakly supervised AVVP learn at CPU budgets: trained end to end from scratch, its MIL head sits at
-the class prior for hundreds of steps. Heads that read only the pooled features and the last visual stage (AVE,
-AVVP, AVQA) can be warmed up this way; the AVS decoders read every stage grid, too much to cache.
+the class prior for hundreds of steps. Every head can be warmed up this way. The AVS decoders read every visual stage
+grid: for the tiny presets that is about 140 kB per frame in float32, 1.4 GB for 2000 five-frame clips.
 """
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from avmoe.model import AVMoEFeatures, TaskModel
 
 log = logging.getLogger(__name__)
 
-READS = {"ave": ("visual", "audio"), "avvp": ("visual", "audio"), "avqa": ("visual", "audio", "visual_map")}
-"""The encoder outputs each warmable head reads; "visual_map" is the last visual stage grid [B, T, C, h, w]."""
+READS = {"ave": ("visual", "audio"), "avvp": ("visual", "audio"), "avqa": ("visual", "audio", "visual_map"),
+         "s4": ("audio", "visual_stages"), "ms3": ("audio", "visual_stages")}
+"""The encoder outputs each head reads; "visual_map" is the last visual stage grid [B, T, C, h, w], "visual_stages"
+all of them (cached as "visual_stage0", "visual_stage1", ...)."""
 _INPUT_KEYS = ("frames", "audio")
 
 
@@ -31,12 +33,16 @@ def encode_for_head(model: TaskModel, dataset: Dataset, collate: Callable[[list]
     """The encoder outputs the head reads (`READS`) for every item, [N, T, ...], and the items' other batch
     tensors (labels, question tokens) [N, ...]."""
     model.eval()
-    feats: dict[str, list[torch.Tensor]] = {name: [] for name in READS[model.cfg.task]}
+    feats: dict[str, list[torch.Tensor]] = {}
     labels: dict[str, list[torch.Tensor]] = {}
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
         out = model.encoder(batch["frames"].to(device), batch["audio"].to(device))
-        for name, values in feats.items():
-            values.append(out.visual_stages[-1] if name == "visual_map" else getattr(out, name))
+        for name in READS[model.cfg.task]:
+            if name == "visual_stages":
+                for i, stage in enumerate(out.visual_stages):
+                    feats.setdefault(f"visual_stage{i}", []).append(stage)
+            else:
+                feats.setdefault(name, []).append(out.visual_stages[-1] if name == "visual_map" else getattr(out, name))
         for key, value in batch.items():
             if isinstance(value, torch.Tensor) and key not in _INPUT_KEYS:
                 labels.setdefault(key, []).append(value.to(device))
@@ -44,12 +50,14 @@ def encode_for_head(model: TaskModel, dataset: Dataset, collate: Callable[[list]
 
 
 def cached_features(feats: dict[str, torch.Tensor]) -> AVMoEFeatures:
-    """`AVMoEFeatures` holding the cached outputs (`READS`) and nothing else a warmable head reads."""
-    visual = feats["visual"]
-    B, T = visual.shape[:2]
-    return AVMoEFeatures(visual=visual, audio=feats["audio"], audio_stages=[], layers={}, trace=RouterTrace(B, T),
-                         visual_stages=[feats["visual_map"]] if "visual_map" in feats else [],
-                         balance_loss=visual.new_zeros(()))
+    """`AVMoEFeatures` holding the cached outputs (`READS`) and nothing else a head reads (the pooled visual
+    feature is empty for the AVS heads, which do not read it)."""
+    audio = feats["audio"]
+    B, T = audio.shape[:2]
+    stages = ([feats["visual_map"]] if "visual_map" in feats else
+              [feats[f"visual_stage{i}"] for i in range(sum(k.startswith("visual_stage") for k in feats))])
+    return AVMoEFeatures(visual=feats.get("visual", audio.new_zeros(B, T, 0)), audio=audio, audio_stages=[],
+                         layers={}, trace=RouterTrace(B, T), visual_stages=stages, balance_loss=audio.new_zeros(()))
 
 
 def warm_up_head(model: TaskModel, dataset: Dataset, collate: Callable[[list], dict[str, Any]], steps: int,
@@ -57,9 +65,6 @@ def warm_up_head(model: TaskModel, dataset: Dataset, collate: Callable[[list], d
                  device: torch.device) -> list[float]:
     """Train `model.head` for `steps` AdamW steps (cosine decay from `lr`) on the encoder's cached features of
     `dataset`; returns the mean training loss of each tenth of the steps. The encoder and adapters are untouched."""
-    if model.cfg.task not in READS:
-        raise ValueError(f"head warm-up needs a head that reads only the pooled features and the last visual stage "
-                         f"({', '.join(READS)}); the {model.cfg.task} head reads every stage grid")
     feats, labels = encode_for_head(model, dataset, collate, batch_size, device)
     n = len(feats["audio"])
     head = model.head

@@ -62,7 +62,7 @@ class TrainConfig:
     eval_test: bool = True
     gate_lr_scale: float = 1.0  # learning-rate multiplier of the zero-initialised adapter gates (official: 1)
     head_lr_scale: float = 1.0  # learning-rate multiplier of the head (below 1 after a head warm-up keeps it)
-    head_warmup: int = 0  # first train the head alone for this many steps on cached features (AVE, AVVP, AVQA; probe)
+    head_warmup: int = 0  # first train the head alone for this many steps on cached features (see avmoe.probe)
     cache_clips: bool = True  # keep rendered scene-world train clips in memory (~4 MB per 10-s clip) across epochs
     conditions: tuple[str, ...] = CONDITIONS  # the test split is evaluated under each
 

@@ -1,4 +1,4 @@
-"""Head warm-up: only the head trains, on the encoder's cached pooled features; training then starts from it."""
+"""Head warm-up: only the head trains, on the encoder's cached features; training then starts from it."""
 import json
 
 import pytest
@@ -7,7 +7,7 @@ import torch
 from avmoe.config import get_preset
 from avmoe.data.tasks import Collate, DataSpec, open_task_data
 from avmoe.model import build_model
-from avmoe.probe import encode_for_head, warm_up_head
+from avmoe.probe import cached_features, encode_for_head, warm_up_head
 from avmoe.train import TrainConfig, build_for_data, train
 
 SEGMENTS = 3
@@ -46,10 +46,24 @@ def test_warm_up_trains_the_head_and_nothing_else(avvp):
     assert moved and all(k.startswith("head.") for k in moved), sorted(moved)[:5]
 
 
-def test_warm_up_refuses_heads_that_read_the_stage_grids():
-    model = build_model("tiny-s4")
-    with pytest.raises(ValueError, match="s4 head reads every stage grid"):
-        warm_up_head(model, [], Collate("s4", []), 5, 2, 1e-3, 0.0, 1.0, 0, torch.device("cpu"))
+def test_avs_warm_up_caches_every_visual_stage_and_the_head_reads_them_as_it_reads_the_encoder():
+    preset = get_preset("tiny-s4", segments=SEGMENTS)
+    data = open_task_data(DataSpec("s4", "shapes", None, (4, 1, 1)), preset.frame_size, preset.sample_rate,
+                          SEGMENTS, splits=("train",))
+    torch.manual_seed(0)
+    model = build_for_data(TrainConfig(preset="tiny-s4", world="shapes", overrides={"segments": SEGMENTS}), data)
+    collate, clips = Collate("s4", data.classes), data.splits["train"]
+    feats, labels = encode_for_head(model, clips, collate, batch_size=3, device=torch.device("cpu"))
+    batch = collate([clips[i] for i in range(len(clips))])
+    model.eval()
+    with torch.no_grad():
+        direct = model(batch).outputs["mask_logits"]
+        cached = model.head(cached_features(feats), labels)["mask_logits"]
+    assert sorted(feats) == ["audio"] + [f"visual_stage{i}" for i in range(4)]
+    torch.testing.assert_close(cached, direct)
+    losses = warm_up_head(model, clips, collate, steps=30, batch_size=2, lr=3e-3, weight_decay=0.0, grad_clip=1.0,
+                          seed=0, device=torch.device("cpu"))
+    assert losses[-1] < losses[0]
 
 
 def test_training_with_warm_up_validates_the_warmed_head_first(tmp_path):
