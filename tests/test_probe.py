@@ -6,7 +6,6 @@ import torch
 
 from avmoe.config import get_preset
 from avmoe.data.tasks import Collate, DataSpec, open_task_data
-from avmoe.model import build_model
 from avmoe.probe import cached_features, encode_for_head, warm_up_head
 from avmoe.train import TrainConfig, build_for_data, train
 
