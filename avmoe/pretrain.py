@@ -1,9 +1,10 @@
 """Pretrain a tiny backbone on its own modality of the scene data, then store it frozen for every task model.
 
 `python -m avmoe pretrain --modality visual --world stamps --out assets/backbones` trains the preset's visual
-backbone (plus a linear classifier that is thrown away) to name the class visible in each second of clean
-one-object scenes; `--modality audio` does the same for the class heard. This stands in for the paper's ImageNet and
-AudioSet pretraining; the task models then meet the harder scenes (distractors, off-screen sounds) with it frozen.
+backbone (plus a linear classifier that is thrown away) to name the classes visible in each second of the scenes
+that `--scenes` picks; `--modality audio` does the same for the classes heard. This stands in for the paper's
+ImageNet and AudioSet pretraining; the task models then meet the harder scenes (distractors, off-screen sounds) with
+it frozen. `--init` continues from a stored backbone, so a curriculum (clean scenes, then cluttered) is two runs.
 """
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ PRETRAIN_SCENES = SamplerConfig(p_offscreen=0.0, p_silent=0.0, p_distractor_soun
                                 p_noise_burst=0.0, size=(0.4, 0.9))
 """One large object, seen and heard all clip long (the S4 sampler with no distractors): clean per-second labels,
 as ImageNet and AudioSet give the paper's encoders."""
+
+SCENES = {
+    "clean": PRETRAIN_SCENES,
+    # One to three objects of different classes side by side, large to small, every one labelled: the backbone must
+    # tell apart the objects of one frame, as segmentation and question answering need.
+    "cluttered": SamplerConfig(p_offscreen=0.0, p_silent=0.0, p_distractor_sound=0.0, p_distractor_visual=0.75,
+                               p_noise_burst=0.0, size=(0.25, 0.9)),
+}
 
 
 class _Probe(nn.Module):
@@ -74,13 +83,18 @@ def _score(model: _Probe, loader: DataLoader, modality: str) -> dict[str, float]
 
 def pretrain(modality: str, world: str, out: Path, preset: str = "tiny-ave", sizes: tuple[int, int] = (3000, 200),
              epochs: int = 8, batch_size: int = 16, lr: float = 2e-3, seed: int = 0, workers: int = 1,
-             segments: int = 4) -> dict[str, Any]:
-    """Train and save `<out>/<modality>.safetensors` plus a JSON card; returns the card."""
+             segments: int = 4, scenes: str = "clean", init: Path | None = None) -> dict[str, Any]:
+    """Train and save `<out>/<modality>.safetensors` plus a JSON card; returns the card.
+
+    `scenes` names the scene mix (see SCENES); `init` is a backbone file of the same architecture to start from.
+    """
+    if scenes not in SCENES:
+        raise ValueError(f"unknown scenes {scenes!r}; choose one of {', '.join(SCENES)}")
     seed_everything(seed)
-    cfg = get_preset(preset)
+    cfg = get_preset(preset, **{f"{modality}.weights": str(init) if init else None})
     bcfg = cfg.visual if modality == "visual" else cfg.audio
     w = get_world(world)
-    sets = {split: SceneDataset(w, "s4", split, n, cfg.frame_size, cfg.sample_rate, segments, config=PRETRAIN_SCENES)
+    sets = {split: SceneDataset(w, "s4", split, n, cfg.frame_size, cfg.sample_rate, segments, config=SCENES[scenes])
             for split, n in zip(("train", "val"), sizes)}
     model = _Probe(build_backbone(bcfg), len(w.classes))
     order = EpochOrder(len(sets["train"]), seed)
@@ -113,7 +127,8 @@ def pretrain(modality: str, world: str, out: Path, preset: str = "tiny-ave", siz
     state = {k: v.contiguous() for k, v in model.backbone.weights_module().state_dict().items()}
     save_file(state, str(out / f"{modality}.safetensors"), metadata={"backbone": bcfg.name, "world": world})
     card = {"command": "python -m avmoe " + " ".join(sys.argv[1:]), "backbone": bcfg.name,
-            "kwargs": bcfg.kwargs, "world": world, "sizes": list(sizes), "segments": segments, "epochs": epochs,
+            "kwargs": bcfg.kwargs, "world": world, "scenes": scenes, "init": str(init) if init else None,
+            "sizes": list(sizes), "segments": segments, "epochs": epochs,
             "seed": seed, "classes": w.classes, "validation": history[-1], "history": history,
             "train_seconds": round(time.time() - started, 1), "attribution": w.attribution}
     (out / f"{modality}.json").write_text(json.dumps(card, indent=2))
@@ -133,10 +148,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--scenes", default="clean", choices=tuple(SCENES),
+                        help="clean: one large object per clip; cluttered: one to three objects, all labelled")
+    parser.add_argument("--init", type=Path, default=None, help="a backbone .safetensors to continue from")
 
 
 def run(args: argparse.Namespace) -> int:
     card = pretrain(args.modality, args.world, Path(args.out), args.preset, tuple(args.sizes), args.epochs,
-                    args.batch_size, args.lr, args.seed, args.workers, args.segments)
+                    args.batch_size, args.lr, args.seed, args.workers, args.segments, args.scenes, args.init)
     print(json.dumps({k: card[k] for k in ("backbone", "validation", "train_seconds")}, indent=2))
     return 0
