@@ -127,12 +127,21 @@ def pretrain(modality: str, world: str, out: Path, preset: str = "tiny-ave", siz
     state = {k: v.contiguous() for k, v in model.backbone.weights_module().state_dict().items()}
     save_file(state, str(out / f"{modality}.safetensors"), metadata={"backbone": bcfg.name, "world": world})
     card = {"command": "python -m avmoe " + " ".join(sys.argv[1:]), "backbone": bcfg.name,
-            "kwargs": bcfg.kwargs, "world": world, "scenes": scenes, "init": str(init) if init else None,
+            "kwargs": bcfg.kwargs, "world": world, "scenes": scenes, "init": _init_record(init),
             "sizes": list(sizes), "segments": segments, "epochs": epochs,
             "seed": seed, "classes": w.classes, "validation": history[-1], "history": history,
             "train_seconds": round(time.time() - started, 1), "attribution": w.attribution}
     (out / f"{modality}.json").write_text(json.dumps(card, indent=2))
     return card
+
+
+def _init_record(init: Path | None) -> dict[str, Any] | None:
+    """Where a continued run started: the file, and the card stored beside it (so the whole chain of commands that
+    made a backbone stays in its card)."""
+    if init is None:
+        return None
+    card = Path(init).with_suffix(".json")
+    return {"weights": str(init), "card": json.loads(card.read_text()) if card.is_file() else None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,8 @@ def test_init_continues_from_the_stored_backbone(tmp_path):
     again = tmp_path / "again"
     card = pretrain("visual", "shapes", again, sizes=(2, 2), epochs=1, batch_size=2, workers=0, segments=2, lr=0.0,
                     scenes="cluttered", init=first / "visual.safetensors")
-    assert card["init"] == str(first / "visual.safetensors") and card["scenes"] == "cluttered"
+    assert card["scenes"] == "cluttered" and card["init"]["weights"] == str(first / "visual.safetensors")
+    assert card["init"]["card"]["scenes"] == "clean"  # the card of the run it continued, kept whole
     before, after = load_file(str(first / "visual.safetensors")), load_file(str(again / "visual.safetensors"))
     assert before.keys() == after.keys()
     for k in before:  # a step at learning rate 0 moves nothing, so what was saved is what was loaded
