@@ -2,6 +2,8 @@
 
 One loop for one CPU process, one GPU, or several GPUs under `torchrun` (DDP with a DistributedSampler). Model
 selection uses the validation split only; the test split is evaluated once, at the end, on the selected model.
+After a head warm-up the encoder's adapters are still untouched, so that model (epoch 0) is validated and logged but
+is a candidate only for the `frozen` variant: an `avmoe`, `cma-only` or `ua-only` model has trained experts.
 A run directory holds `last.pt` (everything needed to resume exactly), `best/` (a model directory), `log.csv`,
 TensorBoard events, and `card.json` (the command, data, seeds and metrics).
 """
@@ -215,8 +217,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     started = time.time()
 
-    def validate(epoch: int) -> None:
-        """Score the model on the validation split, log it, and keep it as best/ if it is the best so far."""
+    def validate(epoch: int, candidate: bool = True) -> None:
+        """Score the model on the validation split, log it, and keep it as best/ if it is a candidate and the best
+        so far."""
         val = evaluate(model, data.splits["val"], data.classes, "av", cfg.batch_size, seed=cfg.seed,
                        workers=cfg.workers, question_words=data.question_words)
         score = val[PRIMARY[preset.task]]
@@ -228,12 +231,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                     writer.add_scalar(f"val/{name}", value, state["step"])
                 log_csv.writerow([round(time.time() - started, 1), epoch, state["step"], "", "", "val", name,
                                   round(value, 4)])
-        if score > state["best"]:
+        if candidate and score > state["best"]:
             state["best"] = score
             avmoe.save(model, out / "best")
 
     if main_process and "head_warmup_loss" in state and not state["history"]:
-        validate(0)  # the warmed-up head on the untrained encoder: what the fine-tuning starts from
+        validate(0, candidate=cfg.variant == "frozen")  # the warmed-up head on the untouched encoder
     done = state["step"] >= total
     while state["epoch"] < cfg.epochs and not done:
         epoch = state["epoch"]

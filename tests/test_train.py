@@ -113,3 +113,18 @@ def test_eval_command_matches_the_card_and_runs_inference_top_k(full_run, tmp_pa
     assert {r.top_k for r in avmoe.load(model_dir, **{"router.top_k": 1}).modules() if isinstance(r, Router)} == {1}
     with pytest.raises(ValueError, match="top_k=3 exceeds num_experts=2"):
         main(["eval", "--model", str(model_dir), "--split", "test", "--top-k", "3"])
+
+
+@pytest.mark.parametrize("variant", ["avmoe", "frozen"])
+def test_after_a_head_warm_up_only_the_frozen_variant_may_select_the_untouched_encoder(tmp_path, variant):
+    train(TrainConfig(preset="tiny-ave", world="shapes", sizes=(4, 2, 2), epochs=1, batch_size=2, workers=0, lr=3e-3,
+                      overrides={"segments": 3}, variant=variant, head_warmup=10, out=str(tmp_path), eval_test=False))
+    card = json.loads((tmp_path / "card.json").read_text())
+    scores = [h["val"]["accuracy"] for h in card["history"]]
+    assert [h["epoch"] for h in card["history"]] == [0, 1]
+    gates = [v for k, v in avmoe.load(tmp_path / "best").state_dict().items() if k.endswith("gate")]
+    if variant == "frozen":
+        assert card["best_validation"] == max(scores) and not gates
+    else:  # the warmed-up model has every gate at zero; the selected one has trained experts
+        assert card["best_validation"] == scores[1]
+        assert gates and any(g.abs().sum() > 0 for g in gates)
