@@ -29,13 +29,11 @@ from avmoe.train import EpochOrder, lr_at, seed_everything
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_SCENES = SamplerConfig(p_offscreen=0.0, p_silent=0.0, p_distractor_sound=0.0, p_distractor_visual=0.0,
-                                p_noise_burst=0.0, size=(0.4, 0.9))
-"""One large object, seen and heard all clip long (the S4 sampler with no distractors): clean per-second labels,
-as ImageNet and AudioSet give the paper's encoders."""
-
 SCENES = {
-    "clean": PRETRAIN_SCENES,
+    # One large object, seen and heard all clip long (the S4 sampler with no distractors): clean per-second labels,
+    # as ImageNet and AudioSet give the paper's encoders.
+    "clean": SamplerConfig(p_offscreen=0.0, p_silent=0.0, p_distractor_sound=0.0, p_distractor_visual=0.0,
+                           p_noise_burst=0.0, size=(0.4, 0.9)),
     # One to three objects of different classes side by side, large to small, every one labelled: the backbone must
     # tell apart the objects of one frame, as segmentation and question answering need.
     "cluttered": SamplerConfig(p_offscreen=0.0, p_silent=0.0, p_distractor_sound=0.0, p_distractor_visual=0.75,
