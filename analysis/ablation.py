@@ -4,7 +4,7 @@
 scene world and writes one JSON that the ablation figure reads:
 
     {"settings": {"preset", "world", "sizes", "epochs", "batch_size", "lr", "seed", "backbones",
-                  "modality_dropout", "max_steps", "conditions"},
+                  "modality_dropout", "head_warmup", "head_lr_scale", "gate_lr_scale", "max_steps", "conditions"},
      "runs": [{"cma": 1, "ua": 1, "trainable_params": 512345, "best_val": 61.2, "train_seconds": 830.1,
                "test": {"av": {...}, "visual-only": {...}, ...}}, ...]}
 
@@ -43,6 +43,9 @@ class AblationSettings:
     seed: int = 0
     backbones: Optional[str] = None  # pretrained frozen backbones (`python -m avmoe pretrain`); None = random
     modality_dropout: float = 0.0  # as `avmoe train --modality-dropout`; match the shipped models' training
+    head_warmup: int = 0  # as `avmoe train --head-warmup` (the shipped AVE models: 3000)
+    head_lr_scale: float = 1.0  # as `avmoe train --head-lr-scale` (shipped AVE: 0.1)
+    gate_lr_scale: float = 1.0  # as `avmoe train --gate-lr-scale` (shipped AVE: 20)
     max_steps: int = 0  # stop each run after this many optimizer steps (0 = all epochs)
     conditions: tuple[str, ...] = ("av", "visual-only", "audio-only")
 
@@ -80,7 +83,8 @@ def run_ablation(out: str | Path = OUT, configs: Sequence[tuple[int, int]] = CON
         result = train(TrainConfig(
             preset=settings.preset, out=str(run_dir), world=settings.world, sizes=tuple(settings.sizes),
             variant="avmoe", overrides=overrides, backbones=settings.backbones,
-            modality_dropout=settings.modality_dropout, epochs=settings.epochs,
+            modality_dropout=settings.modality_dropout, head_warmup=settings.head_warmup,
+            head_lr_scale=settings.head_lr_scale, gate_lr_scale=settings.gate_lr_scale, epochs=settings.epochs,
             batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed, workers=workers,
             max_steps=settings.max_steps, conditions=tuple(settings.conditions)))
         model = avmoe.load(run_dir / "best")
@@ -101,9 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an expert configuration such as 2+1 (repeatable; default 1+1 2+2 1+2 2+1)")
     parser.add_argument("--world", default=d.world)
     parser.add_argument("--sizes", type=int, nargs=3, default=d.sizes, metavar=("TRAIN", "VAL", "TEST"))
-    for name in ("epochs", "batch_size", "seed", "max_steps"):
+    for name in ("epochs", "batch_size", "seed", "max_steps", "head_warmup"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "modality_dropout"):
+    for name in ("lr", "modality_dropout", "head_lr_scale", "gate_lr_scale"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     parser.add_argument("--backbones", default=d.backbones,
                         help="folder of pretrained backbones (visual/audio.safetensors), as for `avmoe train`")
@@ -121,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     settings = AblationSettings(world=args.world, sizes=tuple(args.sizes), epochs=args.epochs,
                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, backbones=backbones,
                                 modality_dropout=args.modality_dropout, max_steps=args.max_steps,
+                                head_warmup=args.head_warmup, head_lr_scale=args.head_lr_scale,
+                                gate_lr_scale=args.gate_lr_scale,
                                 conditions=tuple(args.condition or AblationSettings.conditions))
     doc = run_ablation(args.out, configs, settings, args.work, args.workers)
     for r in doc["runs"]:

@@ -46,11 +46,13 @@ def assets(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ablation_json(tmp_path_factory):
-    """A one-configuration ablation (1 CMA + 2 UA), one optimizer step on the shapes world, via the CLI."""
+    """A one-configuration ablation (1 CMA + 2 UA), a 2-step head warm-up and one optimizer step on the shapes
+    world, via the CLI."""
     out = tmp_path_factory.mktemp("ablation")
     code = main(["ablation", "--out", str(out / "ablation_ave.json"), "--world", "shapes", "--sizes", "2", "1", "1",
                  "--epochs", "1", "--batch-size", "2", "--config", "1+2", "--workers", "0", "--condition", "av",
-                 "--condition", "visual-only", "--work", str(out / "runs")])
+                 "--condition", "visual-only", "--work", str(out / "runs"), "--head-warmup", "2",
+                 "--head-lr-scale", "0.5", "--gate-lr-scale", "3"])
     assert code == 0
     return out / "ablation_ave.json"
 

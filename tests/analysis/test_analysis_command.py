@@ -40,3 +40,10 @@ def test_ablation_keeps_finished_runs_and_replaces_other_settings(ablation_json,
     again = run_ablation(ablation_json, [(1, 2)], settings, work=tmp_path / "unused")
     assert again == doc and not (tmp_path / "unused").exists()
     assert json.loads(ablation_json.read_text()) == doc
+
+
+def test_ablation_trains_with_the_given_recipe(ablation_json):
+    settings = json.loads(ablation_json.read_text())["settings"]
+    assert (settings["head_warmup"], settings["head_lr_scale"], settings["gate_lr_scale"]) == (2, 0.5, 3.0)
+    card = json.loads((ablation_json.parent / "runs" / "cma1-ua2" / "card.json").read_text())
+    assert "head_warmup_seconds" in card and card["history"][0]["epoch"] == 0  # the warm-up model was validated
