@@ -24,7 +24,9 @@ one object of class X among those the question is about; otherwise that question
 |                               |   visible when they start sounding, the one class with the earliest/latest onset)|
 
 One question per type that has at least one valid instance: an answer is drawn uniformly among the distinct answers
-of the valid instances, then an instance with that answer, which keeps yes/no and counts from being lopsided.
+of the valid instances, then an instance with that answer, which keeps yes/no and counts from being lopsided. The
+questions come in a random order drawn from the scene's seed, so that a dataset taking the first k of each clip (as
+`avmoe.data.tasks` does) asks every type, not only the first k types of the table.
 """
 from __future__ import annotations
 
@@ -98,7 +100,7 @@ class _Obj:
 def generate_questions(scene: Scene, classes: list[str]) -> list[dict]:
     """At most one question per QUESTION_TYPES entry, each {"question", "answer", "type", "values", "template"}.
 
-    The random choices come from the scene's seed, so a scene always gets the same questions.
+    The random choices and the order come from the scene's seed, so a scene always gets the same questions.
     """
     rng = np.random.default_rng([scene.seed, 2])
     objs = [_describe(o, scene.segments) for o in scene.objects]
@@ -129,7 +131,7 @@ def generate_questions(scene: Scene, classes: list[str]) -> list[dict]:
         template, values, _ = matching[int(rng.integers(len(matching)))]
         questions.append({"question": fill(template, values), "answer": answer, "type": list(qtype),
                           "values": list(values), "template": template})
-    return questions
+    return [questions[i] for i in rng.permutation(len(questions))]
 
 
 def _describe(obj: SceneObject, segments: int) -> _Obj:
