@@ -124,7 +124,8 @@ class MoEAdapter(nn.Module):
         # (batch statistics, running-stat updates, MHA dropout) always takes the loop.
         if self.stacked and not self.training:
             experts = [self.experts[e] for e in used]
-            return stacked_mixture(experts, x, t, probs[:, used], reused_fold(self, used, experts))
+            kept = probs if len(used) == len(self.experts) else probs[:, used]
+            return stacked_mixture(experts, x, t, kept, reused_fold(self, used, experts))
         out = torch.zeros_like(x)
         for e in used:
             out = out + probs[:, e, None, None] * self.experts[e](x, t)

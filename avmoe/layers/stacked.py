@@ -1,12 +1,14 @@
-"""The eval-mode fast path of `MoEAdapter`: a mixture's experts computed stacked, with their norms folded away.
+"""The eval-mode fast path of `MoEAdapter`: a mixture's experts computed together in their narrow hidden space.
 
-The reference is the mixture's loop, `sum_e p_e * expert_e(x, t)`. Here the cross-modal exchanges of all experts
-run as two fused attention calls (an expert per batch row), unimodal experts without self-attention share one
-normalised input, the input LayerNorm's affine and the first BatchNorm (running statistics) are folded into each down
-map, and the rest of every bottleneck plus the weighted sum over experts is one matmul that writes only the
-`[B, N, C]` result (see `stacked_mixture`). Equal to the loop up to float rounding, and differentiable.
+The reference is the mixture's loop, `sum_e p_e * expert_e(x, t)`. The loop writes and reads several `[B, N, C]`
+tensors per expert (exchange output, two LayerNorms, the up map, the weighted sum), and CPU LayerNorm over few
+channels is slow. Here no per-expert `[B, N, C]` tensor is formed: the tokens x are read once by one matmul that
+applies every down map, the exchange scores and a mean row; every expert's input LayerNorm, exchange, down map, BN
+and ReLU then happen on `[B, E, H, N]` hidden tokens (see `_hidden`), and the output LayerNorms, gates, routing
+weights and the sum over experts are one matmul that writes the `[B, N, C]` result (see `stacked_mixture`).
+Equal to the loop up to float rounding, and differentiable.
 
-Shapes: B frames, E experts, N tokens, C channels, H bottleneck width, T latent tokens.
+Shapes: B frames, E experts, N tokens, C channels, H bottleneck width, T latent tokens, X experts with an exchange.
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ from avmoe.layers.adapters import Bottleneck, CrossModalAdapter, LatentExchange,
 def stacking_pays(dim: int, hidden: int) -> bool:
     """Whether the stacked path is faster than the loop for bottlenecks of width `hidden` on `dim` channels.
 
-    Its output matmul costs (H + 1) * C multiply-adds per token and expert against the loop's H * C / groups, but
-    saves about six passes over the [B, N, C] tokens per expert: measured on CPU it pays up to H = C / 4.
+    Its matmuls cost about (2H + 1) * C multiply-adds per token and expert, dense over groups, against the loop's
+    2 H * C / groups, but it makes no per-expert pass over the [B, N, C] tokens: measured on CPU it pays up to
+    H = C / 4.
     """
     return 4 * hidden <= dim
 
@@ -35,13 +38,20 @@ def stacking_pays(dim: int, hidden: int) -> bool:
 class Folded:
     """The weight-side tensors of `stacked_mixture` for one list of experts."""
 
-    down: list[tuple[torch.Tensor, torch.Tensor, int]]  # per expert (W' [H, C/g], b' [H], groups)
-    relu: list[bool]  # per expert: ReLU between the maps
+    rows: torch.Tensor  # [S * H + 1, C] the down maps of the S experts that read x (see `_folded_down`), then 1/C
+    own: list[torch.Tensor]  # [H, C] the down maps of unimodal experts that read their own self-attention instead
+    down_bias: torch.Tensor  # [E, H] the down maps' biases
+    relu: int  # the first `relu` experts apply a ReLU between the maps (CMAs always; UAs unless official bug 6)
+    ln_eps: float  # the input LayerNorm's eps
     gram: torch.Tensor  # [E, H + 1, H + 1] A_c A_c^T / C, the output LayerNorm's eps added in the last corner
-    right: torch.Tensor  # [E * (H + 1) + E, C]: each A_c times the output LayerNorm's weight, then its biases
+    up: torch.Tensor  # [E * (H + 1), C] each A_c times the output LayerNorm's weight
+    ln_bias: torch.Tensor  # [E, C] the output LayerNorms' biases
     gates: torch.Tensor  # [E] output gates (1 where an expert has none)
-    cma_exchange: Optional[tuple[torch.Tensor, torch.Tensor]]  # latent tokens [Ec, T, C] and gates [Ec]
-    ua_exchange: Optional[tuple[torch.Tensor, torch.Tensor]]  # the same for "latent" unimodal self-attention
+    latent: Optional[torch.Tensor]  # [X, T, C] latent tokens of the X experts with an exchange, which come first
+    write: Optional[torch.Tensor]  # [X, H, C] their down maps times their exchange gate g
+    cross: Optional[torch.Tensor]  # [X, 1, 1] 2 g / C
+    square: Optional[torch.Tensor]  # [X, 1, 1] g^2 / C
+    scale: float  # the exchange softmax scale
 
 
 def fold(experts: list[nn.Module]) -> Folded:
@@ -54,19 +64,26 @@ def fold(experts: list[nn.Module]) -> Folded:
         gram = a @ a.T / a.shape[1]
         gram[-1, -1] += m.ln_post.eps  # [h, 1] gram [h, 1]^T is then var + eps
         grams.append(gram)
-    right = [a * m.ln_post.weight for m, a in zip(bottlenecks, ups)]
-    right.append(torch.stack([m.ln_post.bias for m in bottlenecks]))
-    ones = ups[0].new_ones(())
-    attention = [e.attention for e in uas]
-    latent_ua = bool(uas) and all(isinstance(a, LatentExchange) for a in attention)
+    downs = [_folded_down(m) for m in bottlenecks]
+    shared = len(cmas) if _reads_own_attention(uas) else len(experts)
+    exchanges = [e.exchange for e in cmas] + [e.attention for e in uas if isinstance(e.attention, LatentExchange)]
+    g = torch.stack([m.gate for m in exchanges]) if exchanges else None
+    C = ups[0].shape[1]
     return Folded(
-        down=[_folded_down(m) for m in bottlenecks],
-        relu=[isinstance(m.act, nn.ReLU) for m in bottlenecks],
+        rows=torch.cat([w for w, _ in downs[:shared]] + [ups[0].new_full((1, C), 1.0 / C)]),
+        own=[w for w, _ in downs[shared:]],
+        down_bias=torch.stack([b for _, b in downs]),
+        relu=sum(isinstance(m.act, nn.ReLU) for m in bottlenecks),
+        ln_eps=bottlenecks[0].ln_before.eps,
         gram=torch.stack(grams),
-        right=torch.cat(right),
-        gates=torch.stack([m.gate if m.gate is not None else ones for m in bottlenecks]),
-        cma_exchange=_stack_exchanges([e.exchange for e in cmas]) if cmas else None,
-        ua_exchange=_stack_exchanges(attention) if latent_ua else None,
+        up=torch.cat([a * m.ln_post.weight for m, a in zip(bottlenecks, ups)]),
+        ln_bias=torch.stack([m.ln_post.bias for m in bottlenecks]),
+        gates=torch.stack([m.gate if m.gate is not None else ups[0].new_ones(()) for m in bottlenecks]),
+        latent=torch.stack([m.tokens for m in exchanges]) if exchanges else None,
+        write=g[:, None, None] * torch.stack([w for w, _ in downs[:len(exchanges)]]) if exchanges else None,
+        cross=(2 * g / C)[:, None, None] if exchanges else None,
+        square=(g.square() / C)[:, None, None] if exchanges else None,
+        scale=exchanges[0].scale if exchanges else 1.0,
     )
 
 
@@ -110,32 +127,79 @@ def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, 
     the inner dimension of one matmul.
     """
     f = folded if folded is not None else fold(experts)
-    cmas, uas = _split(experts)
-    ln = experts[0].bottleneck.ln_before
-    # The affine is folded into the down maps; a unit one is passed anyway, as CPU layer_norm without an affine takes
-    # a slower kernel (1.7x on [10, 576, 32] tokens).
-    unit = x.new_ones(x.shape[-1]), x.new_zeros(x.shape[-1])
-    normalise = lambda y: F.layer_norm(y, ln.normalized_shape, *unit, eps=ln.eps)  # noqa: E731
-    inputs = list(normalise(_exchange(*f.cma_exchange, cmas[0].exchange.scale, x, t)).unbind(0)) if cmas else []
-    attention = [e.attention for e in uas]
-    if f.ua_exchange is not None:
-        inputs += normalise(_exchange(*f.ua_exchange, attention[0].scale, x, x)).unbind(0)
-    elif all(isinstance(a, nn.Identity) for a in attention):
-        inputs += [normalise(x)] * len(uas)
-    else:
-        inputs += [normalise(a(x)) for a in attention]
-    E, (B, N) = len(inputs), x.shape[:2]
-    hidden = []
-    for e, z in enumerate(inputs):
-        h = _grouped_linear(z, *f.down[e]).flatten(0, 1)  # [B*N, H]
-        hidden.append(h.relu() if f.relu[e] else h)
-    h1 = F.pad(torch.stack(hidden), (0, 1), value=1.0)  # [E, B*N, H + 1]
-    var = (torch.bmm(h1, f.gram) * h1).sum(-1)  # [E, B*N] variance of each y over C, plus eps
+    h = _hidden(experts, f, x, t)  # [B, E, H, N]
+    B, E, H, N = h.shape
+    if 0 < f.relu < E:
+        h = torch.cat([h[:, :f.relu].relu(), h[:, f.relu:]], dim=1)
+    elif f.relu:
+        h = h.relu()
+    h1 = F.pad(h, (0, 0, 0, 1), value=1.0)  # [B, E, H + 1, N]
+    var = ((f.gram @ h1) * h1).sum(2)  # [B, E, N] variance of each y over C, plus eps
     coef = probs * f.gates  # [B, E]
     eps = experts[0].bottleneck.ln_post.eps  # var >= eps; the clamp only guards against rounding
-    s = torch.rsqrt(var.clamp_min(eps)).view(E, B, N) * coef.T[:, :, None]  # [E, B, N]
-    left = (h1.view(E, B, N, -1) * s[..., None]).permute(1, 2, 0, 3).reshape(B, N, -1)  # [B, N, E*(H+1)]
-    return torch.cat([left, coef[:, None].expand(-1, N, -1)], dim=-1) @ f.right  # coef weighs the LN biases
+    s = torch.rsqrt(var.clamp_min(eps)) * coef[:, :, None]  # [B, E, N]
+    left = (h1 * s[:, :, None]).view(B, E * (H + 1), N)
+    return torch.baddbmm((coef @ f.ln_bias)[:, None], left.transpose(1, 2), f.up.expand(B, -1, -1))
+
+
+def _hidden(experts: list[nn.Module], f: Folded, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Every expert's hidden tokens before the ReLU, `bn1(down(ln_before(z_e)))`, as [B, E, H, N].
+
+    Expert e's bottleneck input is z_e = x + g_e w_e, with w_e = P_e^T tok_e the exchange's write (P_e the softmax
+    of the scores tok_e x^T over the T latent tokens; no exchange: g_e = 0). Its down map and LayerNorm statistics
+    follow from x's (one matmul over x) and small [T, N] terms: with centred down maps W and centred tokens tok_c,
+    W z_e = W x + g_e (W tok_e^T) P_e, and var(z_e) = var(x) + 2 g_e cov(x, w_e) + g_e^2 var(w_e) where
+    C cov = sum_t P[t] (tok_c[t] . x) and C var(w_e) = P^T (tok_c tok_c^T) P per token.
+    Unimodal experts with their own self-attention ("mha", "plain") read that attention's output instead of x.
+    """
+    cmas, uas = _split(experts)
+    B, C, H = x.shape[0], x.shape[-1], f.down_bias.shape[1]
+    rows = f.rows.expand(B, -1, -1)
+    if f.latent is not None:
+        X, T = f.latent.shape[:2]
+        tok = [_latent_tokens(f.latent[:len(cmas)], t, f.scale)] if cmas else []
+        if X > len(cmas):
+            tok.append(_latent_tokens(f.latent[len(cmas):], x, f.scale))
+        tok = torch.cat(tok, dim=1) if len(tok) > 1 else tok[0]  # [B, X, T, C]
+        tok_c = tok - tok.mean(dim=-1, keepdim=True)
+        rows = torch.cat([(tok * f.scale).flatten(1, 2), (tok_c * f.cross).flatten(1, 2), rows], dim=1)
+    y, var = _project(x, rows, f.ln_eps)  # [B, K, N], [B, N]: var + eps
+    down = y[:, -f.rows.shape[0] + 1:].unflatten(1, (-1, H))  # [B, S, H, N]
+    rstd = torch.rsqrt(var)[:, None, None]
+    if f.latent is not None:
+        p = torch.softmax(y[:, :X * T].unflatten(1, (X, T)), dim=2)  # [B, X, T, N]
+        cross = y[:, X * T:2 * X * T].unflatten(1, (X, T))  # 2 g cov(x, w), term by term over t
+        gram = (tok_c * f.square) @ tok_c.transpose(-1, -2)  # [B, X, T, T]
+        var_z = var[:, None] + (p * (cross + gram @ p)).sum(2)  # [B, X, N]
+        exchanged = (down[:, :X] + (f.write @ tok.transpose(-1, -2)) @ p) * torch.rsqrt(var_z)[:, :, None]
+        down = exchanged if X == down.shape[1] else torch.cat([exchanged, down[:, X:] * rstd], dim=1)
+    else:
+        down = down * rstd
+    for w, ua in zip(f.own, uas):  # `own` is empty or holds every unimodal expert
+        z = ua.attention(x)
+        yz, var_z = _project(z, torch.cat([w, f.rows[-1:]]).expand(B, -1, -1), f.ln_eps)
+        down = torch.cat([down, (yz * torch.rsqrt(var_z)[:, None])[:, None]], dim=1)
+    return down + f.down_bias[:, :, None]
+
+
+def _project(z: torch.Tensor, rows: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rows` [B, K, C], whose last is the mean row 1/C, applied to every token of z [B, N, C], and each token's
+    variance over C plus `eps`: [B, K - 1, N], [B, N].
+
+    The mean comes from the one matmul; the variance is E[z^2] - mean^2 (CPU reductions over a few channels, as
+    in LayerNorm or `var_mean`, are several times slower than a matmul and a dot product).
+    """
+    y = rows @ z.transpose(1, 2)  # [B, K, N]
+    mean = y[:, -1]
+    return y[:, :-1], torch.addcmul(torch.linalg.vecdot(z, z) / z.shape[-1] + eps, mean, mean, value=-1)
+
+
+def _latent_tokens(latent: torch.Tensor, source: torch.Tensor, scale: float) -> torch.Tensor:
+    """The exchange's first half for X experts: `L + softmax(L src^T) src`, latent [X, T, C], source [B, N_s, C]
+    -> [B, X, T, C]."""
+    tokens = latent.expand(source.shape[0], -1, -1, -1)  # [B, X, T, C]
+    src = source[:, None]  # [B, 1, N_s, C]
+    return tokens + attend(tokens, src, src, scale)
 
 
 def _split(experts: list[nn.Module]) -> tuple[list[CrossModalAdapter], list[UnimodalAdapter]]:
@@ -146,28 +210,19 @@ def _split(experts: list[nn.Module]) -> tuple[list[CrossModalAdapter], list[Unim
     return cmas, uas
 
 
-def _stack_exchanges(layers: list[LatentExchange]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([m.tokens for m in layers]), torch.stack([m.gate for m in layers])
+def _reads_own_attention(uas: list[UnimodalAdapter]) -> bool:
+    """Whether unimodal experts read their own self-attention's output ("mha", "plain") rather than x."""
+    return bool(uas) and not isinstance(uas[0].attention, (nn.Identity, LatentExchange))
 
 
-def _exchange(latent: torch.Tensor, gates: torch.Tensor, scale: float, x: torch.Tensor,
-              source: torch.Tensor) -> torch.Tensor:
-    """`LatentExchange` of E experts in two fused attention calls: x [B, N, C], source [B, N_s, C] -> [E, B, N, C]."""
-    E, B = latent.shape[0], x.shape[0]
-    latent = latent[:, None].expand(-1, B, -1, -1)  # [E, B, T, C]
-    src = source.expand(E, -1, -1, -1)  # [E, B, N_s, C]
-    tok = latent + attend(latent, src, src, scale)  # [E, B, T, C]
-    write = attend(x.expand(E, -1, -1, -1), tok, tok, scale)  # [E, B, N, C]
-    return torch.addcmul(x, write, gates[:, None, None, None])
-
-
-def _folded_down(m: Bottleneck) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The down map with the input LayerNorm's affine and the first BN folded in: (W' [H, C/g], b' [H], groups)."""
-    g, ln = m.down.groups, m.ln_before
-    w = m.down.weight.unflatten(0, (g, -1))  # [g, H/g, C/g]
-    b = (w @ ln.bias.view(g, -1, 1)).flatten()  # the map applied to the LayerNorm's bias
-    w, b = _fold_bn(m.bn1, (w * ln.weight.view(g, 1, -1)).flatten(0, 1), b)
-    return w, b, g
+def _folded_down(m: Bottleneck) -> tuple[torch.Tensor, torch.Tensor]:
+    """The down map, dense over its groups, with the input LayerNorm's affine and the first BN folded in and its
+    mean over C removed: (W' [H, C], b' [H])."""
+    w, ln = m.down.weight, m.ln_before
+    if m.down.groups > 1:
+        w = torch.block_diag(*w.unflatten(0, (m.down.groups, -1)))
+    w, b = _fold_bn(m.bn1, w * ln.weight, w @ ln.bias)
+    return w - w.mean(dim=1, keepdim=True), b
 
 
 def _centred_up(m: Bottleneck) -> torch.Tensor:
@@ -187,12 +242,3 @@ def _fold_bn(bn: nn.Module, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Ten
         return w, b
     s = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     return w * s[:, None], (b - bn.running_mean) * s + bn.bias
-
-
-def _grouped_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
-    """`GroupedLinear` plus a bias: x [..., C_in] -> [..., C_out], the groups as one matmul over strided views."""
-    if groups == 1:
-        return F.linear(x, w, b)
-    rows = x.reshape(-1, groups, x.shape[-1] // groups).transpose(0, 1)  # [g, M, C_in/g], no copy
-    y = torch.bmm(rows, w.unflatten(0, (groups, -1)).transpose(1, 2)).transpose(0, 1)  # [M, g, C_out/g]
-    return (y + b.view(groups, -1)).reshape(*x.shape[:-1], -1)
