@@ -80,27 +80,22 @@ def example_clip(workdir: Path) -> Path:
 
 
 class RouterClock:
-    """Total seconds spent inside a model's Router modules, through forward hooks. Routers of the two streams may
-    run at once (`AVMoEModel.parallel_streams`); each is timed on its own, so the total is the routers' work."""
+    """Total seconds spent inside a model's Router modules, through forward hooks."""
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self._spans: list[float] = []  # appended from either thread
-        self._start: dict[int, float] = {}
+        self.seconds = 0.0
+        self._start = 0.0
         self._handles = []
         for m in model.modules():
             if isinstance(m, Router):
                 self._handles.append(m.register_forward_pre_hook(self._enter))
                 self._handles.append(m.register_forward_hook(self._leave))
 
-    def _enter(self, module: torch.nn.Module, *_: Any) -> None:
-        self._start[id(module)] = time.perf_counter()
+    def _enter(self, *_: Any) -> None:
+        self._start = time.perf_counter()
 
-    def _leave(self, module: torch.nn.Module, *_: Any) -> None:
-        self._spans.append(time.perf_counter() - self._start[id(module)])
-
-    @property
-    def seconds(self) -> float:
-        return sum(self._spans)
+    def _leave(self, *_: Any) -> None:
+        self.seconds += time.perf_counter() - self._start
 
     def close(self) -> None:
         for h in self._handles:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional
 
@@ -21,7 +20,6 @@ from avmoe.config import ModelConfig, apply_overrides, get_preset
 from avmoe.layers import MoEAdapter, RouterOverride, RouterTrace
 
 STREAMS = ("visual", "audio")
-_AUDIO_MIXTURES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avmoe-audio-mixtures")
 
 
 @dataclass(frozen=True)
@@ -102,8 +100,6 @@ class AVMoEModel(nn.Module):
     `adapter.audio_placement="block"` (official code) the audio mixtures are added at the block output instead.
     """
 
-    parallel_streams = True  # at inference, each paired block's audio mixture runs on a worker thread (`_mix_streams`)
-
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -161,20 +157,8 @@ class AVMoEModel(nn.Module):
                       balance: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         (sv, bv), (sa, ba) = pair.visual, pair.audio
         at_output = self.cfg.adapter.audio_placement == "block"
-        rv, ra = self._mix_streams(pair, "p1", v, a, trace, balance)  # both read the block inputs
-        v = v + self.visual.attn_branch(sv, bv, v) + rv
-        a = (self.audio.run_block(sa, ba, a) if at_output else a + self.audio.attn_branch(sa, ba, a)) + ra
-        rv, ra = self._mix_streams(pair, "p2", v, a, trace, balance)
-        v = v + self.visual.ffn_branch(sv, bv, v) + rv
-        a = (a if at_output else a + self.audio.ffn_branch(sa, ba, a)) + ra
-        return v, a
 
-    def _mix_streams(self, pair: Pair, pos: str, v: torch.Tensor, a: torch.Tensor, trace: RouterTrace,
-                     balance: list[torch.Tensor]) -> tuple[torch.Tensor | float, torch.Tensor | float]:
-        """The visual and audio mixtures at `pos` (0.0 where there is none). They are independent, and at inference
-        with `parallel_streams` the audio one runs on a worker thread beside the visual one: a tiny mixture is
-        dozens of small operations that keep one core busy at most."""
-        def mix(stream: str, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor | float:
+        def mix(stream: str, pos: str, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor | float:
             name = _name(stream, pair.layer, pos)
             if name not in self.adapters:
                 return 0.0
@@ -182,17 +166,13 @@ class AVMoEModel(nn.Module):
             balance.append(result.balance_loss)
             return result.out
 
-        serial = not self.parallel_streams or torch.is_grad_enabled()
-        if serial or _name("audio", pair.layer, pos) not in self.adapters:
-            return mix("visual", v, a), mix("audio", a, v)
-        context, inference = contextvars.copy_context(), torch.is_inference_mode_enabled()
-
-        def audio() -> torch.Tensor | float:  # grad modes are per thread, context variables are copied
-            with torch.inference_mode(inference), torch.no_grad():
-                return context.run(mix, "audio", a, v)
-
-        pending = _AUDIO_MIXTURES.submit(audio)
-        return mix("visual", v, a), pending.result()
+        rv, ra = mix("visual", "p1", v, a), mix("audio", "p1", a, v)  # both read the block inputs
+        v = v + self.visual.attn_branch(sv, bv, v) + rv
+        a = (self.audio.run_block(sa, ba, a) if at_output else a + self.audio.attn_branch(sa, ba, a)) + ra
+        rv, ra = mix("visual", "p2", v, a), mix("audio", "p2", a, v)
+        v = v + self.visual.ffn_branch(sv, bv, v) + rv
+        a = (a if at_output else a + self.audio.ffn_branch(sa, ba, a)) + ra
+        return v, a
 
     @contextlib.contextmanager
     def override_router(self, override: Optional[RouterOverride]) -> Iterator[None]:

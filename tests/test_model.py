@@ -66,38 +66,6 @@ def test_adapters_change_features_once_gates_open():
     assert (before - after).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
-def test_parallel_streams_equal_serial_and_keep_the_caller_context(mode):
-    """The audio mixtures run on a worker thread at inference: same features and trace as one thread, the worker
-    sees the caller's grad mode (no autograd error, no graph) and context (the reused folds, an override)."""
-    from avmoe.layers.stacked import _REUSED, reuse_folds
-
-    torch.manual_seed(0)
-    model = AVMoEModel(get_preset("tiny-ave", segments=T)).eval()
-    _open_gates(model)
-    frames, audio = _inputs(model.cfg)
-    grad_off = torch.no_grad if mode == "no_grad" else torch.inference_mode
-    pin = RouterOverride("pin", weights=(0.0, 1.0), streams=("audio",))
-    results = {}
-    try:
-        for parallel in (False, True):
-            AVMoEModel.parallel_streams = parallel
-            with grad_off(), reuse_folds(), model.override_router(pin):
-                results[parallel] = model(frames, audio)
-                folded = {owner for owner, _ in _REUSED.get().values()}
-            assert model.adapters["audio_0_p1"] in folded  # the worker folded into the caller's reuse_folds block
-    finally:
-        AVMoEModel.parallel_streams = True
-    serial, parallel = results[False], results[True]
-    for stream in STREAMS:
-        torch.testing.assert_close(getattr(parallel, stream), getattr(serial, stream), atol=0, rtol=0)
-        assert not getattr(parallel, stream).requires_grad
-    assert parallel.trace.keys() == serial.trace.keys()
-    for key in serial.trace.keys():
-        torch.testing.assert_close(parallel.trace.weights[key], serial.trace.weights[key], atol=0, rtol=0)
-    assert (parallel.trace.stack("audio", "p1")[..., 0] == 0).all()  # the override reached the worker thread
-
-
 def test_router_override_context_manager():
     torch.manual_seed(0)
     model = AVMoEModel(get_preset("tiny-ave", segments=T)).eval()
