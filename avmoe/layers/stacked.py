@@ -153,7 +153,7 @@ def _hidden(experts: list[nn.Module], f: Folded, x: torch.Tensor, t: torch.Tenso
     Unimodal experts with their own self-attention ("mha", "plain") read that attention's output instead of x.
     """
     cmas, uas = _split(experts)
-    B, C, H = x.shape[0], x.shape[-1], f.down_bias.shape[1]
+    B, H = x.shape[0], f.down_bias.shape[1]
     rows = f.rows.expand(B, -1, -1)
     if f.latent is not None:
         X, T = f.latent.shape[:2]
