@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -29,7 +28,7 @@ class Router(nn.Module):
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, num_experts))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(*layers)  # the official layout and parameter names; `forward` runs its linears
         self._linears = [m for m in layers if isinstance(m, nn.Linear)]
         self.temperature = temperature
         self.noise_std = noise_std
