@@ -22,6 +22,10 @@ class GroupedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_dim, in_dim // groups))  # the conv weight without its 1x1
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # PyTorch's default conv/linear init
 
+    def dense_weight(self) -> torch.Tensor:
+        """The map as one [out, in] matrix, zero outside its groups' diagonal blocks."""
+        return self.weight if self.groups == 1 else torch.block_diag(*self.weight.unflatten(0, (self.groups, -1)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.groups == 1:
             return F.linear(x, self.weight)

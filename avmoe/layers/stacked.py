@@ -35,11 +35,23 @@ def stacking_pays(dim: int, hidden: int) -> bool:
 
 
 @dataclass
+class ExchangeFold:
+    """The weight-side tensors of the X experts with a latent exchange, which come first in the mixture."""
+
+    latent: torch.Tensor  # [X, T, C] latent tokens
+    write: torch.Tensor  # [X, H, C] the experts' down maps times their exchange gate g
+    cross: torch.Tensor  # [X, 1, 1] 2 g / C
+    square: torch.Tensor  # [X, 1, 1] g^2 / C
+    scale: float  # the softmax scale
+
+
+@dataclass
 class Folded:
     """The weight-side tensors of `stacked_mixture` for one list of experts."""
 
     rows: torch.Tensor  # [S * H + 1, C] the down maps of the S experts that read x (see `_folded_down`), then 1/C
-    own: list[torch.Tensor]  # [H, C] the down maps of unimodal experts that read their own self-attention instead
+    own: list[torch.Tensor]  # [H + 1, C] per unimodal expert that reads its own self-attention instead: its down
+    # map, then 1/C
     down_bias: torch.Tensor  # [E, H] the down maps' biases
     relu: int  # the first `relu` experts apply a ReLU between the maps (CMAs always; UAs unless official bug 6)
     ln_eps: float  # the input LayerNorm's eps
@@ -47,11 +59,7 @@ class Folded:
     up: torch.Tensor  # [E * (H + 1), C] each A_c times the output LayerNorm's weight
     ln_bias: torch.Tensor  # [E, C] the output LayerNorms' biases
     gates: torch.Tensor  # [E] output gates (1 where an expert has none)
-    latent: Optional[torch.Tensor]  # [X, T, C] latent tokens of the X experts with an exchange, which come first
-    write: Optional[torch.Tensor]  # [X, H, C] their down maps times their exchange gate g
-    cross: Optional[torch.Tensor]  # [X, 1, 1] 2 g / C
-    square: Optional[torch.Tensor]  # [X, 1, 1] g^2 / C
-    scale: float  # the exchange softmax scale
+    exchange: Optional[ExchangeFold]  # None when no expert has a latent exchange
 
 
 def fold(experts: list[nn.Module]) -> Folded:
@@ -67,11 +75,11 @@ def fold(experts: list[nn.Module]) -> Folded:
     downs = [_folded_down(m) for m in bottlenecks]
     shared = len(cmas) if _reads_own_attention(uas) else len(experts)
     exchanges = [e.exchange for e in cmas] + [e.attention for e in uas if isinstance(e.attention, LatentExchange)]
-    g = torch.stack([m.gate for m in exchanges]) if exchanges else None
     C = ups[0].shape[1]
+    mean_row = ups[0].new_full((1, C), 1.0 / C)
     return Folded(
-        rows=torch.cat([w for w, _ in downs[:shared]] + [ups[0].new_full((1, C), 1.0 / C)]),
-        own=[w for w, _ in downs[shared:]],
+        rows=torch.cat([w for w, _ in downs[:shared]] + [mean_row]),
+        own=[torch.cat([w, mean_row]) for w, _ in downs[shared:]],
         down_bias=torch.stack([b for _, b in downs]),
         relu=sum(isinstance(m.act, nn.ReLU) for m in bottlenecks),
         ln_eps=bottlenecks[0].ln_before.eps,
@@ -79,12 +87,15 @@ def fold(experts: list[nn.Module]) -> Folded:
         up=torch.cat([a * m.ln_post.weight for m, a in zip(bottlenecks, ups)]),
         ln_bias=torch.stack([m.ln_post.bias for m in bottlenecks]),
         gates=torch.stack([m.gate if m.gate is not None else ups[0].new_ones(()) for m in bottlenecks]),
-        latent=torch.stack([m.tokens for m in exchanges]) if exchanges else None,
-        write=g[:, None, None] * torch.stack([w for w, _ in downs[:len(exchanges)]]) if exchanges else None,
-        cross=(2 * g / C)[:, None, None] if exchanges else None,
-        square=(g.square() / C)[:, None, None] if exchanges else None,
-        scale=exchanges[0].scale if exchanges else 1.0,
+        exchange=_fold_exchanges(exchanges, [w for w, _ in downs[:len(exchanges)]]) if exchanges else None,
     )
+
+
+def _fold_exchanges(exchanges: list[LatentExchange], downs: list[torch.Tensor]) -> ExchangeFold:
+    g, C = torch.stack([m.gate for m in exchanges]), downs[0].shape[1]
+    return ExchangeFold(latent=torch.stack([m.tokens for m in exchanges]), write=g[:, None, None] * torch.stack(downs),
+                        cross=(2 * g / C)[:, None, None], square=(g.square() / C)[:, None, None],
+                        scale=exchanges[0].scale)
 
 
 # Folds kept inside `reuse_folds`, per thread or task: the app serves requests from several threads at once.
@@ -153,31 +164,30 @@ def _hidden(experts: list[nn.Module], f: Folded, x: torch.Tensor, t: torch.Tenso
     Unimodal experts with their own self-attention ("mha", "plain") read that attention's output instead of x.
     """
     cmas, uas = _split(experts)
-    B, H = x.shape[0], f.down_bias.shape[1]
+    B, H, ex = x.shape[0], f.down_bias.shape[1], f.exchange
     rows = f.rows.expand(B, -1, -1)
-    if f.latent is not None:
-        X, T = f.latent.shape[:2]
-        tok = [_latent_tokens(f.latent[:len(cmas)], t, f.scale)] if cmas else []
+    if ex is not None:
+        X, T = ex.latent.shape[:2]
+        tok = [_latent_tokens(ex.latent[:len(cmas)], t, ex.scale)] if cmas else []
         if X > len(cmas):
-            tok.append(_latent_tokens(f.latent[len(cmas):], x, f.scale))
+            tok.append(_latent_tokens(ex.latent[len(cmas):], x, ex.scale))
         tok = torch.cat(tok, dim=1) if len(tok) > 1 else tok[0]  # [B, X, T, C]
         tok_c = tok - tok.mean(dim=-1, keepdim=True)
-        rows = torch.cat([(tok * f.scale).flatten(1, 2), (tok_c * f.cross).flatten(1, 2), rows], dim=1)
+        rows = torch.cat([(tok * ex.scale).flatten(1, 2), (tok_c * ex.cross).flatten(1, 2), rows], dim=1)
     y, var = _project(x, rows, f.ln_eps)  # [B, K, N], [B, N]: var + eps
     down = y[:, -f.rows.shape[0] + 1:].unflatten(1, (-1, H))  # [B, S, H, N]
     rstd = torch.rsqrt(var)[:, None, None]
-    if f.latent is not None:
+    if ex is not None:
         p = torch.softmax(y[:, :X * T].unflatten(1, (X, T)), dim=2)  # [B, X, T, N]
         cross = y[:, X * T:2 * X * T].unflatten(1, (X, T))  # 2 g cov(x, w), term by term over t
-        gram = (tok_c * f.square) @ tok_c.transpose(-1, -2)  # [B, X, T, T]
+        gram = (tok_c * ex.square) @ tok_c.transpose(-1, -2)  # [B, X, T, T]
         var_z = var[:, None] + (p * (cross + gram @ p)).sum(2)  # [B, X, N]
-        exchanged = (down[:, :X] + (f.write @ tok.transpose(-1, -2)) @ p) * torch.rsqrt(var_z)[:, :, None]
+        exchanged = (down[:, :X] + (ex.write @ tok.transpose(-1, -2)) @ p) * torch.rsqrt(var_z)[:, :, None]
         down = exchanged if X == down.shape[1] else torch.cat([exchanged, down[:, X:] * rstd], dim=1)
     else:
         down = down * rstd
-    for w, ua in zip(f.own, uas):  # `own` is empty or holds every unimodal expert
-        z = ua.attention(x)
-        yz, var_z = _project(z, torch.cat([w, f.rows[-1:]]).expand(B, -1, -1), f.ln_eps)
+    for rows_e, ua in zip(f.own, uas):  # `own` is empty or holds every unimodal expert
+        yz, var_z = _project(ua.attention(x), rows_e.expand(B, -1, -1), f.ln_eps)
         down = torch.cat([down, (yz * torch.rsqrt(var_z)[:, None])[:, None]], dim=1)
     return down + f.down_bias[:, :, None]
 
@@ -218,9 +228,7 @@ def _reads_own_attention(uas: list[UnimodalAdapter]) -> bool:
 def _folded_down(m: Bottleneck) -> tuple[torch.Tensor, torch.Tensor]:
     """The down map, dense over its groups, with the input LayerNorm's affine and the first BN folded in and its
     mean over C removed: (W' [H, C], b' [H])."""
-    w, ln = m.down.weight, m.ln_before
-    if m.down.groups > 1:
-        w = torch.block_diag(*w.unflatten(0, (m.down.groups, -1)))
+    w, ln = m.down.dense_weight(), m.ln_before
     w, b = _fold_bn(m.bn1, w * ln.weight, w @ ln.bias)
     return w - w.mean(dim=1, keepdim=True), b
 
@@ -228,9 +236,7 @@ def _folded_down(m: Bottleneck) -> tuple[torch.Tensor, torch.Tensor]:
 def _centred_up(m: Bottleneck) -> torch.Tensor:
     """A_c [H + 1, C]: the up map (dense, block-diagonal over groups) with the second BN folded in, transposed, its
     bias as the last row, minus the mean over C of each row."""
-    w = m.up.weight
-    if m.up.groups > 1:
-        w = torch.block_diag(*w.unflatten(0, (m.up.groups, -1)))
+    w = m.up.dense_weight()
     w, b = _fold_bn(m.bn2, w, w.new_zeros(w.shape[0]))
     a = torch.cat([w.T, b[None]])
     return a - a.mean(dim=1, keepdim=True)

@@ -5,7 +5,7 @@ import torch
 
 from avmoe.config import AdapterConfig, RouterConfig
 from avmoe.layers import CrossModalAdapter, MoEAdapter, Router, RouterOverride, RouterTrace, TokenMap, UnimodalAdapter
-from avmoe.layers.adapters import attend
+from avmoe.layers.adapters import GroupedLinear, attend
 from avmoe.layers.router import keep_top_k
 
 
@@ -172,3 +172,12 @@ def test_override_applies_inside_the_mixture_only_where_it_matches():
     torch.testing.assert_close(moe(x, other).probs, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
     moe.override = RouterOverride("ua", layers=(0,))  # this mixture is layer 3
     assert moe(x, other).probs[0, 0] > 0
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_grouped_linear_dense_weight_is_the_same_map(groups):
+    layer = GroupedLinear(16, 8, groups)
+    x = torch.randn(5, 16)
+    dense = layer.dense_weight()
+    assert dense.shape == (8, 16) and int((dense != 0).sum()) == 8 * 16 // groups  # zero off the diagonal blocks
+    torch.testing.assert_close(x @ dense.T, layer(x), atol=1e-6, rtol=0)
