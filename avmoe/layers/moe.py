@@ -12,7 +12,7 @@ from torch import nn
 from avmoe.config import AdapterConfig, RouterConfig
 from avmoe.layers.adapters import CrossModalAdapter, UnimodalAdapter
 from avmoe.layers.router import Router
-from avmoe.layers.stacked import reused_fold, stacked_mixture, stacking_pays
+from avmoe.layers.stacked import MIN_STACKED_ELEMENTS, reused_fold, stacked_mixture, stacking_pays
 from avmoe.layers.trace import Key, RouterOverride, RouterTrace
 
 EXPERT_IMPLS = ("loop", "batched")
@@ -70,8 +70,9 @@ class MoEAdapter(nn.Module):
     outputs zero and the backbone it sits beside is unchanged. A single-expert mixture has no router. Each forward
     writes its weights into the given `RouterTrace` under `key`. An expert whose weight is zero for every frame of
     the batch (inference top-k, overrides) is not run. With `adapter.experts_impl="batched"` an eval-mode mixture
-    whose bottleneck is narrow enough computes its experts stacked (`avmoe.layers.stacked`); otherwise, and always
-    in training, it runs them one by one ("loop", the reference).
+    whose bottleneck is narrow enough computes its experts stacked (`avmoe.layers.stacked`) on token tensors of at
+    least `MIN_STACKED_ELEMENTS`; otherwise, and always in training, it runs them one by one ("loop", the
+    reference).
     """
 
     def __init__(self, key: Key, dim: int, other_dim: int, tokens: int, other_tokens: int,
@@ -109,26 +110,31 @@ class MoEAdapter(nn.Module):
             probs = x.new_ones(x.shape[0], 1)
         else:
             probs = self.router(x, t)
-        if self.override is not None and self.override.applies(self.key):
+        overridden = self.override is not None and self.override.applies(self.key)
+        if overridden:
             probs = self.override(probs, self.expert_names)
-        out = self.mix(x, t, probs)
+        # Only overrides and inference top-k give weights of exactly zero; a dense softmax needs no check (and no
+        # host sync) for experts to skip.
+        top_k = self.router is not None and not self.training and self.router.top_k
+        out = self.mix(x, t, probs, nonzero_experts(probs) if overridden or top_k else None)
         if trace is not None:
             trace.record(self.key, probs, self.expert_names)
         balance = self._balance_loss(probs) if torch.is_grad_enabled() else probs.new_zeros(())  # only to learn from
         return MoEOutput(out, probs, balance)
 
-    def mix(self, x: torch.Tensor, t: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        """`sum_e p_e * expert_e(x, t)` over the experts with a nonzero weight somewhere in the batch; [B, N, C]."""
-        used = [e for e, u in enumerate(probs.ne(0).any(dim=0).tolist()) if u]
+    def mix(self, x: torch.Tensor, t: torch.Tensor, probs: torch.Tensor,
+            used: Optional[list[int]] = None) -> torch.Tensor:
+        """`sum_e p_e * expert_e(x, t)` over the experts in `used` (default: all of them); [B, N, C]."""
+        used = list(range(len(self.experts))) if used is None else used
         # The stacked path folds BatchNorm's running statistics into the maps, so it is eval-mode only; training
         # (batch statistics, running-stat updates, MHA dropout) always takes the loop.
-        if self.stacked and not self.training:
+        if self.stacked and not self.training and x.numel() >= MIN_STACKED_ELEMENTS:
             experts = [self.experts[e] for e in used]
             kept = probs if len(used) == len(self.experts) else probs[:, used]
             return stacked_mixture(experts, x, t, kept, reused_fold(self, used, experts))
-        out = torch.zeros_like(x)
-        for e in used:
-            out = out + probs[:, e, None, None] * self.experts[e](x, t)
+        out = probs[:, used[0], None, None] * self.experts[used[0]](x, t)
+        for e in used[1:]:
+            out = torch.addcmul(out, probs[:, e, None, None], self.experts[e](x, t))
         return out
 
     def _balance_loss(self, probs: torch.Tensor) -> torch.Tensor:
@@ -140,3 +146,9 @@ class MoEAdapter(nn.Module):
             return -mean.log().sum()
         uniform = 1.0 / mean.numel()
         return (uniform * (math.log(uniform) - mean.log())).sum()  # KL(uniform || mean routing)
+
+
+def nonzero_experts(probs: torch.Tensor) -> list[int]:
+    """The experts with a nonzero weight for some frame of `probs` [B, E]; all of them for an empty batch."""
+    used = [e for e, u in enumerate(probs.ne(0).any(dim=0).tolist()) if u]
+    return used or list(range(probs.shape[1]))

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from avmoe.layers.adapters import Bottleneck, CrossModalAdapter, LatentExchange, UnimodalAdapter, attend
+from avmoe.layers.adapters import Bottleneck, CrossModalAdapter, LatentExchange, UnimodalAdapter
 
 
 def stacking_pays(dim: int, hidden: int) -> bool:
@@ -34,13 +33,20 @@ def stacking_pays(dim: int, hidden: int) -> bool:
     return 4 * hidden <= dim
 
 
+MIN_STACKED_ELEMENTS = 1 << 16
+"""Token tensors [B, N, C] with fewer elements run faster in the loop: the stacked path's fixed cost, some forty
+small operations, then outweighs the passes over the tokens that it saves (measured on CPU with the tiny models:
+the loop wins on their third-stage [10, 36, 128] tokens, the stacked path on the first-stage [10, 256, 32])."""
+
+
 @dataclass
 class ExchangeFold:
     """The weight-side tensors of the X experts with a latent exchange, which come first in the mixture."""
 
-    latent: torch.Tensor  # [X, T, C] latent tokens
-    write: torch.Tensor  # [X, H, C] the experts' down maps times their exchange gate g
-    cross: torch.Tensor  # [X, 1, 1] 2 g / C
+    latent: torch.Tensor  # [X * T, C] the experts' latent tokens, one after another
+    queries: torch.Tensor  # [X * T, C] the latent tokens times the softmax scale
+    write: torch.Tensor  # [X, H + 1, C] the experts' down maps (see `Folded.rows`) times their exchange gate g
+    cross: torch.Tensor  # [X * T, 1] 2 g / C of each latent token's expert
     square: torch.Tensor  # [X, 1, 1] g^2 / C
     scale: float  # the softmax scale
 
@@ -49,10 +55,11 @@ class ExchangeFold:
 class Folded:
     """The weight-side tensors of `stacked_mixture` for one list of experts."""
 
-    rows: torch.Tensor  # [S * H + 1, C] the down maps of the S experts that read x (see `_folded_down`), then 1/C
-    own: list[torch.Tensor]  # [H + 1, C] per unimodal expert that reads its own self-attention instead: its down
-    # map, then 1/C
-    down_bias: torch.Tensor  # [E, H] the down maps' biases
+    rows: torch.Tensor  # [S * (H + 1) + 1, C] the down maps of the S experts that read x (see `_folded_down`), each
+    # with a zero row appended, then 1/C
+    own: list[torch.Tensor]  # [H + 2, C] per unimodal expert that reads its own self-attention instead: its down
+    # map and zero row, then 1/C
+    down_bias: torch.Tensor  # [E, H + 1] the down maps' biases, then 1: the hidden tokens [h, 1] come out whole
     relu: int  # the first `relu` experts apply a ReLU between the maps (CMAs always; UAs unless official bug 6)
     ln_eps: float  # the input LayerNorm's eps
     gram: torch.Tensor  # [E, H + 1, H + 1] A_c A_c^T / C, the output LayerNorm's eps added in the last corner
@@ -73,6 +80,7 @@ def fold(experts: list[nn.Module]) -> Folded:
         gram[-1, -1] += m.ln_post.eps  # [h, 1] gram [h, 1]^T is then var + eps
         grams.append(gram)
     downs = [_folded_down(m) for m in bottlenecks]
+    downs = [(torch.cat([w, w.new_zeros(1, w.shape[1])]), torch.cat([b, b.new_ones(1)])) for w, b in downs]
     shared = len(cmas) if _reads_own_attention(uas) else len(experts)
     exchanges = [e.exchange for e in cmas] + [e.attention for e in uas if isinstance(e.attention, LatentExchange)]
     C = ups[0].shape[1]
@@ -93,9 +101,11 @@ def fold(experts: list[nn.Module]) -> Folded:
 
 def _fold_exchanges(exchanges: list[LatentExchange], downs: list[torch.Tensor]) -> ExchangeFold:
     g, C = torch.stack([m.gate for m in exchanges]), downs[0].shape[1]
-    return ExchangeFold(latent=torch.stack([m.tokens for m in exchanges]), write=g[:, None, None] * torch.stack(downs),
-                        cross=(2 * g / C)[:, None, None], square=(g.square() / C)[:, None, None],
-                        scale=exchanges[0].scale)
+    latent = torch.cat([m.tokens for m in exchanges])
+    T = exchanges[0].tokens.shape[0]
+    return ExchangeFold(latent=latent, queries=latent * exchanges[0].scale,
+                        write=g[:, None, None] * torch.stack(downs), cross=(2 * g / C).repeat_interleave(T)[:, None],
+                        square=(g.square() / C)[:, None, None], scale=exchanges[0].scale)
 
 
 # Folds kept inside `reuse_folds`, per thread or task: the app serves requests from several threads at once.
@@ -138,23 +148,18 @@ def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, 
     the inner dimension of one matmul.
     """
     f = folded if folded is not None else fold(experts)
-    h = _hidden(experts, f, x, t)  # [B, E, H, N]
-    B, E, H, N = h.shape
-    if 0 < f.relu < E:
-        h = torch.cat([h[:, :f.relu].relu(), h[:, f.relu:]], dim=1)
-    elif f.relu:
-        h = h.relu()
-    h1 = F.pad(h, (0, 0, 0, 1), value=1.0)  # [B, E, H + 1, N]
-    var = ((f.gram @ h1) * h1).sum(2)  # [B, E, N] variance of each y over C, plus eps
+    h = _hidden(experts, f, x, t)  # [B, E, H + 1, N]
+    B, E, H1, N = h.shape
+    var = torch.linalg.vecdot(f.gram @ h, h, dim=2)  # [B, E, N] variance of each y over C, plus eps
     coef = probs * f.gates  # [B, E]
     eps = experts[0].bottleneck.ln_post.eps  # var >= eps; the clamp only guards against rounding
     s = torch.rsqrt(var.clamp_min(eps)) * coef[:, :, None]  # [B, E, N]
-    left = (h1 * s[:, :, None]).view(B, E * (H + 1), N)
+    left = (h * s[:, :, None]).view(B, E * H1, N)
     return torch.baddbmm((coef @ f.ln_bias)[:, None], left.transpose(1, 2), f.up.expand(B, -1, -1))
 
 
 def _hidden(experts: list[nn.Module], f: Folded, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Every expert's hidden tokens before the ReLU, `bn1(down(ln_before(z_e)))`, as [B, E, H, N].
+    """Every expert's hidden tokens `act(bn1(down(ln_before(z_e))))` with a row of ones below, as [B, E, H + 1, N].
 
     Expert e's bottleneck input is z_e = x + g_e w_e, with w_e = P_e^T tok_e the exchange's write (P_e the softmax
     of the scores tok_e x^T over the T latent tokens; no exchange: g_e = 0). Its down map and LayerNorm statistics
@@ -164,32 +169,40 @@ def _hidden(experts: list[nn.Module], f: Folded, x: torch.Tensor, t: torch.Tenso
     Unimodal experts with their own self-attention ("mha", "plain") read that attention's output instead of x.
     """
     cmas, uas = _split(experts)
-    B, H, ex = x.shape[0], f.down_bias.shape[1], f.exchange
+    B, H1, ex = x.shape[0], f.down_bias.shape[1], f.exchange
     rows = f.rows.expand(B, -1, -1)
     if ex is not None:
-        X, T = ex.latent.shape[:2]
-        tok = [_latent_tokens(ex.latent[:len(cmas)], t, ex.scale)] if cmas else []
-        if X > len(cmas):
-            tok.append(_latent_tokens(ex.latent[len(cmas):], x, ex.scale))
-        tok = torch.cat(tok, dim=1) if len(tok) > 1 else tok[0]  # [B, X, T, C]
+        X = ex.write.shape[0]
+        T = ex.latent.shape[0] // X
+        n = len(cmas) * T  # the CMAs' latent tokens read t, a latent unimodal expert's read x
+        tok = [_latent_tokens(ex.latent[:n], ex.queries[:n], t)] if cmas else []
+        if n < X * T:
+            tok.append(_latent_tokens(ex.latent[n:], ex.queries[n:], x))
+        tok = torch.cat(tok, dim=1) if len(tok) > 1 else tok[0]  # [B, X * T, C]
         tok_c = tok - tok.mean(dim=-1, keepdim=True)
-        rows = torch.cat([(tok * ex.scale).flatten(1, 2), (tok_c * ex.cross).flatten(1, 2), rows], dim=1)
+        rows = torch.cat([tok * ex.scale, tok_c * ex.cross, rows], dim=1)
     y, var = _project(x, rows, f.ln_eps)  # [B, K, N], [B, N]: var + eps
-    down = y[:, -f.rows.shape[0] + 1:].unflatten(1, (-1, H))  # [B, S, H, N]
+    down = y[:, -f.rows.shape[0] + 1:].unflatten(1, (-1, H1))  # [B, S, H + 1, N]
     rstd = torch.rsqrt(var)[:, None, None]
+    bias = f.down_bias[:, :, None]
     if ex is not None:
         p = torch.softmax(y[:, :X * T].unflatten(1, (X, T)), dim=2)  # [B, X, T, N]
         cross = y[:, X * T:2 * X * T].unflatten(1, (X, T))  # 2 g cov(x, w), term by term over t
+        tok, tok_c = tok.unflatten(1, (X, T)), tok_c.unflatten(1, (X, T))
         gram = (tok_c * ex.square) @ tok_c.transpose(-1, -2)  # [B, X, T, T]
-        var_z = var[:, None] + (p * (cross + gram @ p)).sum(2)  # [B, X, N]
-        exchanged = (down[:, :X] + (ex.write @ tok.transpose(-1, -2)) @ p) * torch.rsqrt(var_z)[:, :, None]
-        down = exchanged if X == down.shape[1] else torch.cat([exchanged, down[:, X:] * rstd], dim=1)
+        var_z = var[:, None] + torch.linalg.vecdot(p, cross + gram @ p, dim=2)  # [B, X, N]
+        written = down[:, :X] + (ex.write @ tok.transpose(-1, -2)) @ p  # [B, X, H + 1, N]
+        h = torch.addcmul(bias[:X], written, torch.rsqrt(var_z)[:, :, None])
+        if X < down.shape[1]:
+            h = torch.cat([h, torch.addcmul(bias[X:down.shape[1]], down[:, X:], rstd)], dim=1)
     else:
-        down = down * rstd
-    for rows_e, ua in zip(f.own, uas):  # `own` is empty or holds every unimodal expert
+        h = torch.addcmul(bias[:down.shape[1]], down, rstd)
+    for rows_e, ua, b in zip(f.own, uas, bias[-len(f.own):]):  # `own` is empty or holds every unimodal expert
         yz, var_z = _project(ua.attention(x), rows_e.expand(B, -1, -1), f.ln_eps)
-        down = torch.cat([down, (yz * torch.rsqrt(var_z)[:, None])[:, None]], dim=1)
-    return down + f.down_bias[:, :, None]
+        h = torch.cat([h, torch.addcmul(b, yz, torch.rsqrt(var_z)[:, None])[:, None]], dim=1)
+    if f.relu:  # the ones row stays 1
+        h[:, :f.relu].relu_()
+    return h
 
 
 def _project(z: torch.Tensor, rows: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,12 +217,11 @@ def _project(z: torch.Tensor, rows: torch.Tensor, eps: float) -> tuple[torch.Ten
     return y[:, :-1], torch.addcmul(torch.linalg.vecdot(z, z) / z.shape[-1] + eps, mean, mean, value=-1)
 
 
-def _latent_tokens(latent: torch.Tensor, source: torch.Tensor, scale: float) -> torch.Tensor:
-    """The exchange's first half for X experts: `L + softmax(L src^T) src`, latent [X, T, C], source [B, N_s, C]
-    -> [B, X, T, C]."""
-    tokens = latent.expand(source.shape[0], -1, -1, -1)  # [B, X, T, C]
-    src = source[:, None]  # [B, 1, N_s, C]
-    return tokens + attend(tokens, src, src, scale)
+def _latent_tokens(latent: torch.Tensor, queries: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """The exchange's first half for X experts reading one source: `L + softmax(L src^T * scale) src`, latent and
+    queries (L * scale) [X * T, C], source [B, N_s, C] -> [B, X * T, C]."""
+    scores = torch.matmul(queries, source.transpose(1, 2))  # [B, X * T, N_s]: each latent token's softmax is its own
+    return torch.baddbmm(latent, torch.softmax(scores, dim=-1), source)
 
 
 def _split(experts: list[nn.Module]) -> tuple[list[CrossModalAdapter], list[UnimodalAdapter]]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from avmoe.config import AdapterConfig, RouterConfig, get_preset
-from avmoe.layers import MoEAdapter, RouterOverride, reuse_folds
+from avmoe.layers import MoEAdapter, RouterOverride, moe, reuse_folds
 from avmoe.model import build_model
 
 TINY = dict(num_latent_tokens=4, reduction=4, groups=1, batch_norm=False, token_map="interp")
@@ -20,6 +20,12 @@ CONFIGS = {
     "mha-ua": {**TINY, "batch_norm": True, "ua_self_attention": "mha"},
     "plain-ua": {**TINY, "ua_self_attention": "plain"},
 }
+
+
+@pytest.fixture(autouse=True)
+def stack_any_size(monkeypatch):
+    """These tests' token tensors are small; let the stacked path take them (the size rule has its own test)."""
+    monkeypatch.setattr(moe, "MIN_STACKED_ELEMENTS", 0)
 
 
 def _pair(adapter: dict, num_cma: int = 2, num_ua: int = 2, top_k: int = 0) -> tuple[MoEAdapter, MoEAdapter]:
