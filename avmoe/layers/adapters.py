@@ -104,7 +104,7 @@ class LatentExchange(nn.Module):
     def forward(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         latent = self.tokens.expand(x.shape[0], -1, -1)  # [B, T, C]
         tok = latent + attend(latent, source, source, self.scale)
-        return x + self.gate * attend(x, tok, tok, self.scale)
+        return torch.addcmul(x, self.gate, attend(x, tok, tok, self.scale))  # x + gate * attention
 
 
 class CrossModalAdapter(nn.Module):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -36,12 +37,14 @@ class Router(nn.Module):
 
     def forward(self, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """own, other: [B, N, C] (the same N) -> routing weights [B, E] that sum to 1."""
-        # Fewer operations than running `self.mlp` on the means: direct matmuls, and the token means as sums whose
-        # 1/N is applied inside the first matmul (the router runs 16 times per tiny forward, on tiny tensors).
-        logits = torch.cat([own.sum(dim=1), other.sum(dim=1)], dim=-1)
-        for i, linear in enumerate(self._linears):
-            h = logits if i == 0 else logits.relu_()
-            logits = torch.addmm(linear.bias, h, linear.weight.t(), alpha=1.0 / own.shape[1] if i == 0 else 1.0)
+        # Fewer operations than running `self.mlp` on the means: the token means as sums whose 1/N is applied inside
+        # the first matmul, then the linears called directly (the router runs 16 times per tiny forward, on tiny
+        # tensors, where each operation's fixed cost is most of its time).
+        first, *rest = self._linears
+        logits = torch.addmm(first.bias, torch.cat([own.sum(dim=1), other.sum(dim=1)], dim=-1), first.weight.t(),
+                             alpha=1.0 / own.shape[1])
+        for linear in rest:
+            logits = F.linear(logits.relu_(), linear.weight, linear.bias)
         if self.training and self.noise_std > 0:
             logits = logits + self.noise_std * torch.randn_like(logits)
         probs = torch.softmax(logits if self.temperature == 1 else logits / self.temperature, dim=-1)

@@ -62,6 +62,7 @@ class Folded:
     down_bias: torch.Tensor  # [E, H + 1] the down maps' biases, then 1: the hidden tokens [h, 1] come out whole
     relu: int  # the first `relu` experts apply a ReLU between the maps (CMAs always; UAs unless official bug 6)
     ln_eps: float  # the input LayerNorm's eps
+    out_eps: float  # the output LayerNorm's eps
     gram: torch.Tensor  # [E, H + 1, H + 1] A_c A_c^T / C, the output LayerNorm's eps added in the last corner
     up: torch.Tensor  # [E * (H + 1), C] each A_c times the output LayerNorm's weight
     ln_bias: torch.Tensor  # [E, C] the output LayerNorms' biases
@@ -91,6 +92,7 @@ def fold(experts: list[nn.Module]) -> Folded:
         down_bias=torch.stack([b for _, b in downs]),
         relu=sum(isinstance(m.act, nn.ReLU) for m in bottlenecks),
         ln_eps=bottlenecks[0].ln_before.eps,
+        out_eps=bottlenecks[0].ln_post.eps,
         gram=torch.stack(grams),
         up=torch.cat([a * m.ln_post.weight for m, a in zip(bottlenecks, ups)]),
         ln_bias=torch.stack([m.ln_post.bias for m in bottlenecks]),
@@ -152,8 +154,7 @@ def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, 
     B, E, H1, N = h.shape
     var = torch.linalg.vecdot(f.gram @ h, h, dim=2)  # [B, E, N] variance of each y over C, plus eps
     coef = probs * f.gates  # [B, E]
-    eps = experts[0].bottleneck.ln_post.eps  # var >= eps; the clamp only guards against rounding
-    s = torch.rsqrt(var.clamp_min(eps)) * coef[:, :, None]  # [B, E, N]
+    s = torch.rsqrt(var.clamp_min(f.out_eps)) * coef[:, :, None]  # [B, E, N]; var >= eps, the clamp guards rounding
     left = (h * s[:, :, None]).view(B, E * H1, N)
     return torch.baddbmm((coef @ f.ln_bias)[:, None], left.transpose(1, 2), f.up.expand(B, -1, -1))
 
