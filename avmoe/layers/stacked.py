@@ -4,9 +4,10 @@ The reference is the mixture's loop, `sum_e p_e * expert_e(x, t)`. The loop writ
 tensors per expert (exchange output, two LayerNorms, the up map, the weighted sum), and CPU LayerNorm over few
 channels is slow. Here no per-expert `[B, N, C]` tensor is formed: the tokens x are read once by one matmul that
 applies every down map, the exchange scores and a mean row; every expert's input LayerNorm, exchange, down map, BN
-and ReLU then happen on `[B, E, H, N]` hidden tokens (see `_hidden`), and the output LayerNorms, gates, routing
-weights and the sum over experts are one matmul that writes the `[B, N, C]` result (see `stacked_mixture`).
-Equal to the loop up to float rounding, and differentiable.
+and ReLU then happen on `[B, E, H + 1, N]` hidden tokens (see `_hidden`), and the output LayerNorms, gates,
+routing weights and the sum over experts are one matmul that writes the `[B, N, C]` result (see `stacked_mixture`).
+Equal to the loop up to float rounding, and differentiable. Its cost is some forty operations whatever the size, so
+`MoEAdapter` runs it only on token tensors of at least `MIN_STACKED_ELEMENTS`.
 
 Shapes: B frames, E experts, N tokens, C channels, H bottleneck width, T latent tokens, X experts with an exchange.
 """
@@ -144,7 +145,7 @@ def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, 
     `folded` is `fold(experts)` if the caller keeps it (`reused_fold`); it is computed here otherwise.
 
     Each bottleneck's up map output y = [h, 1] @ A (A: the map with the second BN folded in and its bias as the last
-    row) is never formed: with A_c = A minus its mean over C, y - mean(y) = [h, 1] @ A_c and var(y) + eps =
+    row; `_hidden` gives [h, 1] whole) is never formed: with A_c = A minus its mean over C, y - mean(y) = [h, 1] @ A_c and var(y) + eps =
     [h, 1] gram [h, 1]^T come from the small hidden tokens h. So the output LayerNorm's 1/std, the routing weight
     and the gate scale the rows of [h, 1], its affine scales A_c, and the sum over experts is a concatenation along
     the inner dimension of one matmul.

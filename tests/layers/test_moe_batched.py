@@ -98,6 +98,26 @@ def test_wide_bottlenecks_keep_the_loop():
     assert not batched.stacked
 
 
+def test_small_token_tensors_take_the_loop(monkeypatch):
+    """The stacked path runs from `MIN_STACKED_ELEMENTS` token elements up; below, the loop; the result is the same."""
+    loop, batched = _pair(TINY)
+    stacked_calls = []
+    real = moe.stacked_mixture
+    monkeypatch.setattr(moe, "stacked_mixture", lambda *a, **k: stacked_calls.append(a[1].numel()) or real(*a, **k))
+    monkeypatch.setattr(moe, "MIN_STACKED_ELEMENTS", 6 * 12 * 32)
+    with torch.no_grad():
+        for frames in (6, 5):  # 2304 elements: stacked; 1920: the loop
+            x, other = _inputs(frames)
+            torch.testing.assert_close(batched(x, other).out, loop(x, other).out, atol=1e-5, rtol=0)
+    assert stacked_calls == [6 * 12 * 32]
+
+
+def test_nonzero_experts():
+    probs = torch.tensor([[0.5, 0.0, 0.5, 0.0], [0.2, 0.0, 0.0, 0.8]])
+    assert moe.nonzero_experts(probs) == [0, 2, 3]
+    assert moe.nonzero_experts(probs[:0]) == [0, 1, 2, 3]  # an empty batch runs every expert (on nothing)
+
+
 def test_unknown_impl_is_rejected():
     with pytest.raises(ValueError, match="experts_impl='vmap'"):
         MoEAdapter(("audio", 0, "p1"), 32, 24, 12, 20, 1, 1, AdapterConfig(**{**TINY, "experts_impl": "vmap"}),
