@@ -145,10 +145,10 @@ def stacked_mixture(experts: list[nn.Module], x: torch.Tensor, t: torch.Tensor, 
     `folded` is `fold(experts)` if the caller keeps it (`reused_fold`); it is computed here otherwise.
 
     Each bottleneck's up map output y = [h, 1] @ A (A: the map with the second BN folded in and its bias as the last
-    row; `_hidden` gives [h, 1] whole) is never formed: with A_c = A minus its mean over C, y - mean(y) = [h, 1] @ A_c and var(y) + eps =
-    [h, 1] gram [h, 1]^T come from the small hidden tokens h. So the output LayerNorm's 1/std, the routing weight
-    and the gate scale the rows of [h, 1], its affine scales A_c, and the sum over experts is a concatenation along
-    the inner dimension of one matmul.
+    row; `_hidden` gives [h, 1] whole) is never formed: with A_c = A minus its mean over C, y - mean(y) =
+    [h, 1] @ A_c and var(y) + eps = [h, 1] gram [h, 1]^T come from the small hidden tokens h. So the output
+    LayerNorm's 1/std, the routing weight and the gate scale the rows of [h, 1], its affine scales A_c, and the sum
+    over experts is a concatenation along the inner dimension of one matmul.
     """
     f = folded if folded is not None else fold(experts)
     h = _hidden(experts, f, x, t)  # [B, E, H + 1, N]
@@ -199,7 +199,7 @@ def _hidden(experts: list[nn.Module], f: Folded, x: torch.Tensor, t: torch.Tenso
             h = torch.cat([h, torch.addcmul(bias[X:down.shape[1]], down[:, X:], rstd)], dim=1)
     else:
         h = torch.addcmul(bias[:down.shape[1]], down, rstd)
-    for rows_e, ua, b in zip(f.own, uas, bias[-len(f.own):]):  # `own` is empty or holds every unimodal expert
+    for rows_e, ua, b in zip(f.own, uas, bias[down.shape[1]:]):  # `own` is empty or holds every unimodal expert
         yz, var_z = _project(ua.attention(x), rows_e.expand(B, -1, -1), f.ln_eps)
         h = torch.cat([h, torch.addcmul(b, yz, torch.rsqrt(var_z)[:, None])[:, None]], dim=1)
     if f.relu:  # the ones row stays 1

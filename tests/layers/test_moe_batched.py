@@ -103,7 +103,12 @@ def test_small_token_tensors_take_the_loop(monkeypatch):
     loop, batched = _pair(TINY)
     stacked_calls = []
     real = moe.stacked_mixture
-    monkeypatch.setattr(moe, "stacked_mixture", lambda *a, **k: stacked_calls.append(a[1].numel()) or real(*a, **k))
+
+    def spy(experts, x, *args):
+        stacked_calls.append(x.numel())
+        return real(experts, x, *args)
+
+    monkeypatch.setattr(moe, "stacked_mixture", spy)
     monkeypatch.setattr(moe, "MIN_STACKED_ELEMENTS", 6 * 12 * 32)
     with torch.no_grad():
         for frames in (6, 5):  # 2304 elements: stacked; 1920: the loop
