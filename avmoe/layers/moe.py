@@ -115,8 +115,8 @@ class MoEAdapter(nn.Module):
             probs = self.override(probs, self.expert_names)
         # Only overrides and inference top-k give weights of exactly zero; a dense softmax needs no check (and no
         # host sync) for experts to skip.
-        top_k = self.router is not None and not self.training and self.router.top_k
-        out = self.mix(x, t, probs, nonzero_experts(probs) if overridden or top_k else None)
+        sparse = overridden or (self.router is not None and self.router.sparse)
+        out = self.mix(x, t, probs, nonzero_experts(probs) if sparse else None)
         if trace is not None:
             trace.record(self.key, probs, self.expert_names)
         balance = self._balance_loss(probs) if torch.is_grad_enabled() else probs.new_zeros(())  # only to learn from

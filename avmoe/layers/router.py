@@ -48,9 +48,14 @@ class Router(nn.Module):
         if self.training and self.noise_std > 0:
             logits = logits + self.noise_std * torch.randn_like(logits)
         probs = torch.softmax(logits if self.temperature == 1 else logits / self.temperature, dim=-1)
-        if not self.training and 0 < self.top_k < probs.shape[-1]:
+        if self.sparse:
             probs = keep_top_k(probs, self.top_k)
         return probs
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the weights it returns now may hold exact zeros: inference top-k below the expert count."""
+        return not self.training and 0 < self.top_k < self._linears[-1].out_features
 
 
 def keep_top_k(probs: torch.Tensor, k: int) -> torch.Tensor:
